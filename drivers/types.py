@@ -113,6 +113,31 @@ class FrameMeta:
     mode: str = "sem"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def pixel_to_stage(self, row: Any, col: Any) -> tuple[Any, Any]:
+        """Stage coordinates (m) of pixel centres, by the interface's scan convention.
+
+        Column index grows along +x, row index grows along -y (image "up" is +y), the
+        field is centred on stage position + beam shift and turned by the scan rotation.
+        """
+        rows, cols = self.shape_px
+        p = self.pixel_size_m
+        u = (np.asarray(col, dtype=float) - (cols - 1) / 2) * p
+        v = -(np.asarray(row, dtype=float) - (rows - 1) / 2) * p
+        c, s = np.cos(self.scan_rotation_rad), np.sin(self.scan_rotation_rad)
+        x = self.stage.x_m + self.beam_shift_m[0] + c * u - s * v
+        y = self.stage.y_m + self.beam_shift_m[1] + s * u + c * v
+        return x, y
+
+    def stage_to_pixel(self, x_m: Any, y_m: Any) -> tuple[Any, Any]:
+        """Inverse of `pixel_to_stage`: (row, col) as floats."""
+        rows, cols = self.shape_px
+        p = self.pixel_size_m
+        dx = np.asarray(x_m, dtype=float) - self.stage.x_m - self.beam_shift_m[0]
+        dy = np.asarray(y_m, dtype=float) - self.stage.y_m - self.beam_shift_m[1]
+        c, s = np.cos(self.scan_rotation_rad), np.sin(self.scan_rotation_rad)
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        return (rows - 1) / 2 - v / p, u / p + (cols - 1) / 2
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return dataclasses.asdict(self)

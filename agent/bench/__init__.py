@@ -1,0 +1,1 @@
+"""Benchmarks behind `emtwin bench KIND`: each prints figures and returns them as a dict."""

@@ -1,0 +1,72 @@
+"""`emtwin bench KIND`: benchmarks that print figures (render, remote, perception)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run a benchmark and print its figures",
+                       description="Benchmarks print figures; they are not tests.")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    r = kinds.add_parser("render", help="twin frames/s at 512² and 1024² with all artifacts on")
+    r.add_argument("--scenario", default="default")
+    r.add_argument("--frames", type=int, default=20)
+    r.add_argument("--mode", choices=["sem"], default="sem")
+    r.add_argument("--out", default=None, help="also write results.json here (a directory)")
+    r.set_defaults(func=_render)
+
+    m = kinds.add_parser("remote", help="ZeroMQ round trip and frame throughput on loopback")
+    m.add_argument("--calls", type=int, default=2000)
+    m.add_argument("--frames", type=int, default=50)
+    m.add_argument("--out", default=None)
+    m.set_defaults(func=_remote)
+
+    q = kinds.add_parser("perception", help="segmentation, restoration, focus and speed figures")
+    q.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
+    q.add_argument("--out", default=None)
+    q.set_defaults(func=_perception)
+
+
+def _threads() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def _emit(result: dict, table: str, out: str | None) -> int:
+    print(table)
+    if out:
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "results.json").write_text(json.dumps(result, indent=2))
+        (path / "results.md").write_text(table + "\n")
+        print(f"wrote {path / 'results.json'}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    _threads()
+    from ..bench.render import format_table, run_render_benchmark
+
+    if args.frames < 1:
+        raise ValueError(f"--frames = {args.frames}: must be >= 1")
+    result = run_render_benchmark(args.scenario, frames=args.frames)
+    return _emit(result, format_table(result), args.out)
+
+
+def _remote(args: argparse.Namespace) -> int:
+    _threads()
+    from drivers.remote.bench import format_table, run_remote_benchmark
+
+    result = run_remote_benchmark(n_calls=args.calls, n_frames=args.frames)
+    return _emit(result, format_table(result), args.out)
+
+
+def _perception(args: argparse.Namespace) -> int:
+    _threads()
+    from perception.bench import format_table, run_perception_benchmark
+
+    result = run_perception_benchmark(quick=args.quick)
+    return _emit(result, format_table(result), args.out)

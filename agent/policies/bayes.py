@@ -1,0 +1,137 @@
+"""`bayes`: the product's policy. Next field by expected information per instrument second.
+
+After a survey frame, each candidate field's expected yield of new particles k is
+estimated from survey sites not yet covered (scaled by the observed detection ratio). The
+expected information of measuring it is the shrinkage of the posterior of the mean,
+½·ln((n + k)/n) nats for n particles catalogued (the posterior variance ∝ 1/n), and its cost
+is stage travel + frame time + a refocus when the focus map is uncertain there. The field
+with the best information per second is measured next; when no candidate is worth more
+than surveying a new area, the policy surveys along a spiral. The pixel size adapts after
+the first field so the median particle spans ~12 px. Stops with the Bayesian rule.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..survey import Sites
+from .base import Policy, square_spiral, travel_s
+from .fields import field_cells
+
+
+class BayesPolicy(Policy):
+    name = "bayes"
+    target_px_per_diameter = 12.0
+
+    # ---- hooks the oracle overrides -----------------------------------------------------------
+    def sites(self) -> Sites:
+        return self.session.state.sites
+
+    def survey_more(self) -> bool:
+        """Survey the next spiral block; False when the spiral is exhausted."""
+        s, st = self.session, self.session.settings
+        x0, y0 = self.start_xy()
+        sw = st.survey_pixel_size_m * st.survey_shape_px[1]
+        sh = st.survey_pixel_size_m * st.survey_shape_px[0]
+        k = self.state.get("survey_block", 0)
+        cells = square_spiral(200)
+        if k >= len(cells):
+            return False
+        c, r = cells[k]
+        s.survey(x0 + c * sw, y0 + r * sh)
+        self.state["survey_block"] = k + 1
+        return True
+
+    def prepare_focus(self, x: float, y: float) -> None:
+        s = self.session
+        if s.focus_uncertain(x, y, tolerance_dof=0.5):
+            s.goto_field(x, y)
+            s.focus()
+
+    # ---- planning ------------------------------------------------------------------------------
+    def adapt_pixel_size(self) -> None:
+        s = self.session
+        if self.state.get("pixel_adapted") or len(s.catalog) < 5:
+            return
+        median_d = float(np.median(s.catalog.d))
+        lim = s.scope.limits()
+        px = float(np.clip(median_d / self.target_px_per_diameter, 1.5e-9, 15e-9))
+        px = min(max(px, lim.fov_m[0] / s.settings.shape_px[1]), lim.fov_m[1] / s.settings.shape_px[1])
+        s.settings.pixel_size_m = px
+        self.state["pixel_adapted"] = True
+        self.state["pixel_size_m"] = px
+
+    def visited_mask(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        covered = np.zeros(x.shape, dtype=bool)
+        for f in self.session.state.fields:
+            covered |= (np.abs(x - f.x_m) < f.fov_m / 2) & (np.abs(y - f.y_m) < f.height_m / 2)
+        return covered
+
+    def detection_ratio(self) -> float:
+        """Particles catalogued per survey site in measured fields (prior 1.0)."""
+        st = self.session.state
+        sites = self.sites()
+        if not st.fields or len(sites) == 0:
+            return 1.0
+        n_sites = int(self.visited_mask(sites.x_m, sites.y_m).sum())
+        detected = sum(f.detected for f in st.fields)
+        return (detected + 2.0) / (n_sites + 2.0)
+
+    def frame_s(self) -> float:
+        st = self.session.settings
+        return st.shape_px[0] * (st.shape_px[1] * st.dwell_s + 100e-6)
+
+    def focus_cost_s(self) -> float:
+        res = self.session.state.focus_results
+        return float(np.mean([r["instrument_s"] for r in res])) if res else 1.0
+
+    def best_field(self) -> tuple[tuple[float, float], float] | None:
+        """Best candidate (x, y) and its information per second, or None."""
+        s = self.session
+        sites = self.sites()
+        x0, y0 = self.start_xy()
+        cand = field_cells(sites, (x0, y0), s.settings.fov_m, s.settings.field_height_m)
+        if len(cand) == 0:
+            return None
+        keep = ~self.visited_mask(sites.x_m, sites.y_m)
+        fresh = field_cells(Sites(sites.x_m[keep], sites.y_m[keep], sites.area_m2[keep]), (x0, y0),
+                            s.settings.fov_m, s.settings.field_height_m)
+        if len(fresh) == 0:
+            return None
+        n = max(len(s.catalog), 1)
+        k = fresh.count * self.detection_ratio()
+        info = 0.5 * np.log((n + k) / n)
+        pose = s.scope.stage()
+        cost = np.array([travel_s((pose.x_m, pose.y_m), (x, y)) for x, y in zip(fresh.x_m, fresh.y_m)])
+        cost += self.frame_s()
+        unsure = np.array([s.focus_uncertain(x, y, 0.5) for x, y in zip(fresh.x_m, fresh.y_m)])
+        cost += unsure * self.focus_cost_s()
+        rate = info / cost
+        i = int(np.argmax(rate))
+        return (float(fresh.x_m[i]), float(fresh.y_m[i])), float(rate[i])
+
+    def survey_rate(self) -> float:
+        """Information per second expected from surveying: a new block's fields, discounted."""
+        s = self.session
+        n = max(len(s.catalog), 1)
+        per_field = max(np.mean([f.detected for f in s.state.fields]) if s.state.fields else 10.0, 1.0)
+        survey_s = s.settings.survey_shape_px[0] * (s.settings.survey_shape_px[1] * s.settings.survey_dwell_s + 100e-6) + 1.0
+        return 0.5 * math.log((n + per_field) / n) / (survey_s + self.frame_s() + 1.0)
+
+    def run(self) -> None:
+        s = self.session
+        self.initial_focus()
+        if not self.state.get("survey_block"):
+            self.survey_more()
+        while not s.done():
+            best = self.best_field()
+            if best is None or best[1] < self.survey_rate():
+                if self.survey_more():
+                    continue
+                if best is None:
+                    return
+            (x, y), _ = best
+            self.prepare_focus(x, y)
+            s.measure_field(x, y)
+            self.adapt_pixel_size()
