@@ -162,5 +162,9 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    if data.get("mode", "sem") == "stem":
+        raise ScenarioError(f"{path}: a STEM scenario (mode = 'stem'); load it with twin.stem.load_stem_scenario "
+                            "or open it with twin.TwinMicroscope")
+    data.pop("mode", None) if data.get("mode") == "sem" else None
     data.setdefault("name", path.stem)
     return from_table(Scenario, data, "", str(path))

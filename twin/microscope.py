@@ -67,6 +67,19 @@ class TwinMicroscope(Microscope):
     truth label image.
     """
 
+    def __new__(cls, scenario: object = "default", seed: int | None = None, truth_cache: int = 8):
+        """A STEM scenario (top-level ``mode = "stem"``) gives a `StemTwinMicroscope`."""
+        from .stem.config import StemScenario, scenario_mode
+
+        if cls is TwinMicroscope and (
+            isinstance(scenario, StemScenario)
+            or (not isinstance(scenario, Scenario) and scenario_mode(scenario) == "stem")
+        ):
+            from .stem.microscope import StemTwinMicroscope
+
+            return StemTwinMicroscope(scenario, seed=seed, truth_cache=truth_cache)
+        return super().__new__(cls)
+
     def __init__(self, scenario: str | Path | Scenario = "default", seed: int | None = None, truth_cache: int = 8):
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         sc = self.scenario
@@ -102,6 +115,19 @@ class TwinMicroscope(Microscope):
         self._check_initial()
         if ini.stage_x_m or ini.stage_y_m:
             self._stg.move(x_m=ini.stage_x_m, y_m=ini.stage_y_m)
+
+    #: the run checkpoint may pickle the whole twin, so a resumed run is identical
+    checkpointable = True
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"], state["_abort_event"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._abort_event = threading.Event()
 
     # ---- limits and status ------------------------------------------------------------
     def _build_limits(self) -> Limits:

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = kinds.add_parser("render", help="twin frames/s at 512² and 1024² with all artifacts on")
     r.add_argument("--scenario", default="default")
     r.add_argument("--frames", type=int, default=20)
-    r.add_argument("--mode", choices=["sem"], default="sem")
+    r.add_argument("--mode", choices=["sem", "stem"], default="sem", help="twin mode [sem]")
     r.add_argument("--out", default=None, help="also write results.json here (a directory)")
     r.set_defaults(func=_render)
 
@@ -48,11 +48,17 @@ def _emit(result: dict, table: str, out: str | None) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     _threads()
-    from ..bench.render import format_table, run_render_benchmark
-
     if args.frames < 1:
         raise ValueError(f"--frames = {args.frames}: must be >= 1")
-    result = run_render_benchmark(args.scenario, frames=args.frames)
+    if args.mode == "stem":
+        from ..bench.render_stem import format_table, run_stem_render_benchmark
+
+        scenario = "stem-catalyst" if args.scenario == "default" else args.scenario
+        result = run_stem_render_benchmark(scenario, frames=args.frames)
+    else:
+        from ..bench.render import format_table, run_render_benchmark
+
+        result = run_render_benchmark(args.scenario, frames=args.frames)
     return _emit(result, format_table(result), args.out)
 
 
