@@ -4,8 +4,8 @@ Model: log-diameters ~ Normal(μ, σ²) (a lognormal size distribution) with a c
 Normal-Inverse-Gamma prior (Murphy 2007, "Conjugate Bayesian analysis of the Gaussian
 distribution", §6), sampled with pyro distributions. The quantity of interest is the
 population mean diameter E[d] = exp(μ + σ²/2). When a two-component mixture explains the
-log-diameters clearly better (BIC), a pyro SVI fit of a two-component lognormal mixture
-gives the posterior instead, with a credible interval per mode.
+log-diameters clearly better (BIC), a Gibbs sampler of a two-component lognormal mixture
+(pyro distributions) gives the posterior instead, with a credible interval per mode.
 """
 from __future__ import annotations
 
@@ -107,58 +107,51 @@ def _em_two(x: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return w, m, v
 
 
-def mixture_posterior(diameters_m: np.ndarray, seed: int = 0, steps: int = 400, n_samples: int = 2000) -> dict[str, np.ndarray]:
-    """Two-component lognormal mixture fitted with pyro SVI (AutoNormal guide).
+def mixture_posterior(diameters_m: np.ndarray, seed: int = 0, sweeps: int = 250, burn: int = 50) -> dict[str, np.ndarray]:
+    """Posterior of a two-component lognormal mixture by Gibbs sampling (pyro distributions).
 
-    Returns posterior samples of the overall mean diameter and of each mode's mean and
-    weight (modes ordered by size).
+    Conjugate updates per sweep (Diebolt & Robert 1994): component labels given the
+    parameters, Dirichlet(1 + counts) weights, and Normal-Inverse-Gamma means/variances of
+    the log-diameters per component. Initialised from EM; components ordered by size.
+    Returns samples of the overall mean diameter and of each mode's mean and weight.
     """
-    import pyro
     import pyro.distributions as dist
     import torch
-    from pyro.infer import SVI, Predictive, TraceEnum_ELBO, config_enumerate
-    from pyro.infer.autoguide import AutoNormal
-    from pyro.infer.autoguide.initialization import init_to_value
 
     x_np = np.log(_validated(diameters_m))
     w0, m0, v0 = _em_two(x_np, 100)
     order = np.argsort(m0)
     x = torch.tensor(x_np, dtype=torch.float64)
-
-    @config_enumerate
-    def model(data: torch.Tensor) -> None:
-        weights = pyro.sample("weights", dist.Dirichlet(torch.ones(2, dtype=torch.float64)))
-        with pyro.plate("components", 2):
-            loc = pyro.sample("loc", dist.Normal(torch.tensor(float(x_np.mean()), dtype=torch.float64), 2.0))
-            scale = pyro.sample("scale", dist.LogNormal(torch.tensor(-1.5, dtype=torch.float64), 1.0))
-        with pyro.plate("data", len(data)):
-            k = pyro.sample("k", dist.Categorical(weights))
-            pyro.sample("obs", dist.Normal(loc[k], scale[k]), obs=data)
-
-    init = {
-        "weights": torch.tensor(w0[order], dtype=torch.float64),
-        "loc": torch.tensor(m0[order], dtype=torch.float64),
-        "scale": torch.tensor(np.sqrt(v0[order]), dtype=torch.float64),
-    }
-    pyro.clear_param_store()
+    w = torch.tensor(w0[order], dtype=torch.float64)
+    mu = torch.tensor(m0[order], dtype=torch.float64)
+    var = torch.tensor(v0[order], dtype=torch.float64)
+    mu0, k0, a0, b0 = float(x_np.mean()), 0.01, 1.0, 0.01
+    keep: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        guide = AutoNormal(pyro.poutine.block(model, hide=["k"]), init_loc_fn=init_to_value(values=init), init_scale=0.05)
-        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.02}), loss=TraceEnum_ELBO(max_plate_nesting=1))
-        for _ in range(steps):
-            svi.step(x)
-        post = Predictive(model, guide=guide, num_samples=n_samples, return_sites=["weights", "loc", "scale"])(x)
-    w = post["weights"].reshape(n_samples, 2).numpy()
-    loc = post["loc"].reshape(n_samples, 2).numpy()
-    scale = post["scale"].reshape(n_samples, 2).numpy()
-    mode_means = np.exp(loc + scale**2 / 2)
-    idx = np.argsort(loc, axis=1)
-    rows = np.arange(n_samples)[:, None]
-    return {
-        "mean_m": (w * mode_means).sum(axis=1),
-        "mode_means_m": mode_means[rows, idx],
-        "mode_weights": w[rows, idx],
-    }
+        for sweep in range(sweeps):
+            logp = torch.log(w) - 0.5 * torch.log(var) - 0.5 * (x[:, None] - mu) ** 2 / var
+            z = dist.Categorical(logits=logp).sample()
+            onehot = torch.nn.functional.one_hot(z, 2).to(torch.float64)
+            n = onehot.sum(0)
+            w = dist.Dirichlet(1.0 + n).sample()
+            xbar = (onehot * x[:, None]).sum(0) / n.clamp(min=1)
+            ss = (onehot * (x[:, None] - xbar) ** 2).sum(0)
+            kn = k0 + n
+            mun = (k0 * mu0 + n * xbar) / kn
+            bn = b0 + 0.5 * ss + k0 * n * (xbar - mu0) ** 2 / (2 * kn)
+            var = dist.InverseGamma(a0 + n / 2, bn).sample()
+            mu = dist.Normal(mun, torch.sqrt(var / kn)).sample()
+            if sweep >= burn:
+                keep.append((w.clone(), mu.clone(), var.clone()))
+    ws = torch.stack([k[0] for k in keep]).numpy()
+    mus = torch.stack([k[1] for k in keep]).numpy()
+    vs = torch.stack([k[2] for k in keep]).numpy()
+    idx = np.argsort(mus, axis=1)  # label switching: order components by size per draw
+    rows = np.arange(len(keep))[:, None]
+    ws, mus, vs = ws[rows, idx], mus[rows, idx], vs[rows, idx]
+    mode_means = np.exp(mus + vs / 2)
+    return {"mean_m": (ws * mode_means).sum(axis=1), "mode_means_m": mode_means, "mode_weights": ws}
 
 
 def estimate(diameters_m: np.ndarray, credibility: float = 0.95, seed: int = 0, allow_mixture: bool = True) -> Estimate:

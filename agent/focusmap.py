@@ -50,7 +50,7 @@ class FocusMap:
         if self._coef is None:
             return math.nan, math.inf
         a = self._design(np.array([x_m]), np.array([y_m]), len(self._coef))
-        wd = float(a @ self._coef)
+        wd = float((a @ self._coef)[0])
         p = np.array(self._pts)
         dist = float(np.min(np.hypot(p[:, 0] - x_m, p[:, 1] - y_m)))
         residual = float(np.std(p[:, 2] - self._design(p[:, 0], p[:, 1], len(self._coef)) @ self._coef)) if len(p) > 3 else 0.0

@@ -63,6 +63,7 @@ class FieldRecord:
     fov_m: float
     height_m: float
     wd_m: float
+    pixel_size_m: float
     new_particles: int
     detected: int
     t_s: float
@@ -99,6 +100,7 @@ class Session:
         self.on_update = on_update
         self.estimator = estimator
         self.purpose = "measure"
+        self.last_frame: Frame | None = None
         self.autofocus = Autofocus(scope, shape_px=self.settings.focus_shape_px)
 
     # ---- bookkeeping -------------------------------------------------------------------------
@@ -140,6 +142,7 @@ class Session:
         self.purpose = purpose
         frame = self.scope.acquire()
         self.state.frames_by_type[purpose] += 1
+        self.last_frame = frame
         return frame
 
     # ---- survey ------------------------------------------------------------------------------
@@ -222,7 +225,8 @@ class Session:
         new = self.catalog.add(np.atleast_1d(xs), np.atleast_1d(ys), diam, frame.meta.frame_id, extra)
         rec = FieldRecord(frame.meta.frame_id, x_m, y_m, frame.meta.fov_m,
                           frame.meta.fov_m * frame.meta.shape_px[0] / frame.meta.shape_px[1],
-                          frame.meta.working_distance_m, int(new.sum()), int(inside.sum()), self.instrument_s())
+                          frame.meta.working_distance_m, frame.meta.pixel_size_m, int(new.sum()), int(inside.sum()),
+                          self.instrument_s())
         self.state.fields.append(rec)
         self.state.focus_trace.append((self.instrument_s(), x_m, frame.meta.working_distance_m))
         self.estimate()

@@ -1,0 +1,73 @@
+"""`emtwin train {pretrain,segment,restore,focus}`: train perception models and export ONNX.
+
+Artefacts go to perception/models/ by default, each with a JSON record (config, seed,
+command, time taken) so that the shipped models can be reproduced.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train perception models (needs torch) and export ONNX",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    _pretrain(sub)
+    _segment(sub)
+    _restore(sub)
+    _focus(sub)
+
+
+def _common(p, **kw):
+    from perception.train.commands import add_common
+
+    add_common(p, **kw)
+
+
+def _pretrain(sub) -> None:
+    p = sub.add_parser("pretrain", help="FCMAE masked-image pretraining of the ConvNeXt-V2 encoder")
+    _common(p, steps=2000, batch=16, crop=128, lr=1.5e-3, name="fcmae_encoder")
+    p.add_argument("--images", action="append", metavar="DIR", help="also pretrain on this folder (repeatable)")
+    p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of --images (data bar)")
+    p.add_argument("--init", default=None, help="continue from these encoder weights (.npz)")
+    p.set_defaults(func=_run("cmd_pretrain"))
+
+
+def _segment(sub) -> None:
+    p = sub.add_parser("segment", help="fine-tune encoder + U-Net decoder on labelled scenes")
+    _common(p, steps=3000, batch=8, crop=128, lr=2e-3, name="segmenter")
+    p.add_argument("--encoder", default=None,
+                   help="pretrained encoder .npz (default: perception/models/fcmae_encoder.npz if present; 'none' = random init)")
+    p.add_argument("--max-labelled", type=int, default=0, help="use only the first N labelled scenes (ablation)")
+    p.add_argument("--init-weights", default=None, help="warm-start the whole U-Net from these weights (.npz)")
+    p.add_argument("--no-int8", action="store_true", help="skip the QDQ int8 export")
+    p.set_defaults(func=_run("cmd_segment"))
+
+
+def _restore(sub) -> None:
+    p = sub.add_parser("restore", help="train the defocus/astigmatism restorer on twin frame pairs")
+    _common(p, steps=2000, batch=8, crop=128, lr=2e-3, name="restorer")
+    p.set_defaults(func=_run("cmd_restore"))
+
+
+def _focus(sub) -> None:
+    p = sub.add_parser("focus", help="train the two-frame focus/stigmator estimator on the twin")
+    _common(p, steps=2000, batch=16, crop=128, lr=2e-3, name="focus")
+    p.add_argument("--delta-dof", type=float, default=2.0, help="+/- working-distance step in depths of field")
+    p.set_defaults(func=_run("cmd_focus"))
+
+
+def _run(name: str):
+    def func(args: argparse.Namespace) -> int:
+        from perception.train import commands
+
+        if getattr(args, "encoder", "x") is None:
+            args.encoder = commands.resolve_encoder_default(None)
+        if args.crop % 32:
+            raise ValueError(f"--crop = {args.crop}: must be a multiple of 32")
+        rec = getattr(commands, name)(args)
+        files = ", ".join(rec.get("files", []))
+        print(f"wrote {files} to {args.out} in {rec.get('total_time_s', rec.get('train_time_s'))} s")
+        return 0
+
+    return func
