@@ -37,6 +37,7 @@ from .session import Budget, MeasureSettings, Session
 
 ENV_ID = "emtwin/ParticleSurvey-v0"
 N_STATE = 8
+STATE_BOUND = 1e4  # state entries are clipped to ±this
 
 
 class ParticleSurveyEnv(gym.Env):
@@ -59,7 +60,7 @@ class ParticleSurveyEnv(gym.Env):
         self._segmenter = segmenter
         self.observation_space = spaces.Dict({
             "image": spaces.Box(0.0, 1.0, (1, self.obs_px, self.obs_px), np.float32),
-            "state": spaces.Box(-np.inf, np.inf, (N_STATE,), np.float32),
+            "state": spaces.Box(-STATE_BOUND, STATE_BOUND, (N_STATE,), np.float32),
         })
         self.action_space = spaces.Discrete(9)
         self.session: Session | None = None
@@ -199,6 +200,7 @@ class ParticleSurveyEnv(gym.Env):
             st.instrument_time_s / s.budget.max_instrument_s,
             st.total_electrons / s.budget.max_electrons,
         ], dtype=np.float32)
+        np.clip(state, -STATE_BOUND, STATE_BOUND, out=state)
         return {"image": self._image[None].copy(), "state": state}
 
 

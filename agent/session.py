@@ -162,8 +162,55 @@ class Session:
         return sites
 
     # ---- focus -------------------------------------------------------------------------------
+    def _aim_at_site(self) -> tuple[float, float] | None:
+        """Beam-shift the focus raster onto a particle seen here (particles give a focus signal).
+
+        Uses the last frame if it was taken at this stage position, else a quick preview
+        (256², 4× the measurement pixel, survey dwell; counted as a focus frame). Stage
+        coordinates from elsewhere are not trusted: stage repeatability is ~µm.
+        Returns the beam shift to restore, or None when nothing is in view.
+        """
+        pose = self.scope.stage()
+        frame = self.last_frame
+        if frame is None or frame.meta.stage != pose:
+            frame = self._preview()
+        sites = detect_sites(frame)
+        if not len(sites):
+            return None
+        lo, hi = self.scope.limits().beam_shift_m
+        dx = sites.x_m - pose.x_m
+        dy = sites.y_m - pose.y_m
+        reach = (dx > lo) & (dx < hi) & (dy > lo) & (dy < hi)
+        if not reach.any():
+            return None
+        k = int(np.argmax(np.where(reach, sites.area_m2, -1.0)))
+        saved = self.scope.get_beam_shift_m()
+        self.scope.set_beam_shift_m(float(dx[k]), float(dy[k]))
+        return saved
+
+    def _preview(self) -> Frame:
+        s = self.settings
+        scan, fov = self.scope.get_scan(), self.scope.get_fov_m()
+        lim = self.scope.limits()
+        self.scope.set_fov_m(min(max(4 * s.pixel_size_m * 256, lim.fov_m[0]), lim.fov_m[1]))
+        self.scope.set_scan(shape_px=(256, 256), dwell_s=s.survey_dwell_s)
+        try:
+            frame = self._acquire("focus")
+        finally:
+            self.scope.set_scan(shape_px=scan.shape_px, dwell_s=scan.dwell_s)
+            self.scope.set_fov_m(fov)
+        return frame
+
     def focus(self, method: str = "three_point", coarse: bool = False) -> FocusResult:
-        """Autofocus at the current stage position and add the result to the focus map."""
+        """Autofocus near the current stage position (on a particle site when one is known)."""
+        saved_shift = None if coarse else self._aim_at_site()
+        try:
+            return self._focus(method, coarse)
+        finally:
+            if saved_shift is not None:
+                self.scope.set_beam_shift_m(*saved_shift)
+
+    def _focus(self, method: str, coarse: bool) -> FocusResult:
         wd0 = self.scope.get_working_distance_m()
         px = self.scope.get_fov_m() / self.scope.get_scan().shape_px[1]
         dof = self._dof(px)
@@ -171,13 +218,16 @@ class Session:
         before = self.scope.status().frames_acquired
         if method == "sweep":
             res = self.autofocus.sweep(wd0, span_m=40 * dof, n=9)
+        elif method == "two_point":
+            res = self.autofocus.two_point(wd0, 1.5 * dof)
         elif method == "learned" and self.estimator is not None:
             res = self.autofocus.learned(wd0, 2 * dof, self.estimator, iterations=2)
         else:
             res = self.autofocus.three_point(wd0, (6.0 if coarse else 1.5) * dof)
         self.state.frames_by_type["focus"] += self.scope.status().frames_acquired - before
         pose = self.scope.stage()
-        self.focus_map.add(pose.x_m, pose.y_m, res.wd_m)
+        if res.converged or not len(self.focus_map):  # a flat curve teaches the focus map nothing
+            self.focus_map.add(pose.x_m, pose.y_m, res.wd_m)
         self.state.focus_results.append({"method": res.method, "frames": res.frames, "converged": res.converged,
                                          "wd_m": res.wd_m, "x_m": pose.x_m, "y_m": pose.y_m,
                                          "instrument_s": res.instrument_s, "t_s": self.instrument_s()})

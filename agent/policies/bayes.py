@@ -47,7 +47,7 @@ class BayesPolicy(Policy):
         s = self.session
         if s.focus_uncertain(x, y, tolerance_dof=0.5):
             s.goto_field(x, y)
-            s.focus()
+            s.focus(method="two_point")
 
     # ---- planning ------------------------------------------------------------------------------
     def adapt_pixel_size(self) -> None:
