@@ -22,14 +22,13 @@ def write_image_tiff(path: str | Path, image: np.ndarray, pixel_size_m: float, m
     path.parent.mkdir(parents=True, exist_ok=True)
     px_um = pixel_size_m * 1e6
     extratags = [(META_TAG, "s", 0, meta_json, True)] if meta_json else []
-    tifffile.imwrite(
-        path,
-        image,
-        imagej=True,
-        resolution=(1.0 / px_um, 1.0 / px_um),
-        metadata={"unit": "um", "spacing": px_um},
-        extratags=extratags,
-    )
+    if image.dtype in (np.uint8, np.uint16, np.float32):
+        tifffile.imwrite(path, image, imagej=True, resolution=(1.0 / px_um, 1.0 / px_um),
+                         metadata={"unit": "micron"}, extratags=extratags)
+    else:  # e.g. int32 labels: not an ImageJ type; the scale goes in the TIFF resolution tags (cm)
+        px_cm = pixel_size_m * 100
+        tifffile.imwrite(path, image, resolution=(1.0 / px_cm, 1.0 / px_cm), resolutionunit="CENTIMETER",
+                         extratags=extratags)
     return path
 
 

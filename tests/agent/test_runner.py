@@ -48,7 +48,7 @@ def test_run_directory_contents(tmp_path, segmenter):
     frames = sorted(d.frames.glob("*.tif"))
     assert len(frames) == sum(summary["frames_by_type"].values())
     with tifffile.TiffFile(frames[-1]) as tif:
-        assert tif.imagej_metadata["unit"] == "um"
+        assert tif.imagej_metadata["unit"] == "micron"
         xres = tif.pages[0].tags["XResolution"].value
     meta = json.loads(tifffile.TiffFile(frames[-1]).pages[0].tags[65000].value)
     assert xres[1] / xres[0] == pytest.approx(meta["pixel_size_m"] * 1e6, rel=1e-4)
