@@ -43,6 +43,7 @@ class MeasureSettings:
     survey_shape_px: tuple[int, int] = (768, 1024)
     survey_dwell_s: float = 200e-9
     focus_shape_px: tuple[int, int] = (128, 128)
+    field_gap_m: float = 2.5e-6  # spacing between measurement fields; must exceed stage backlash + repeatability
 
     @property
     def fov_m(self) -> float:

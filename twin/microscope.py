@@ -29,6 +29,7 @@ from .config import Scenario, load_scenario
 from .exposure import ExposureHistory
 from .scan import DriftModel, SampleGrid, frame_time_s, sample_grid
 from .specimen import Specimen
+from .settings import SettingsStore
 from .stage import Stage
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19  # exact (SI 2019)
@@ -59,7 +60,7 @@ class FrameRecord:
     focus_wd_m: float
 
 
-class TwinMicroscope(Microscope):
+class TwinMicroscope(SettingsStore, Microscope):
     """A simulated SEM. `scenario` is a shipped name, a TOML path or a `Scenario`.
 
     `seed` defaults to the scenario's seed; the same seed and the same command sequence
@@ -203,20 +204,9 @@ class TwinMicroscope(Microscope):
     def _settle(self, what: str) -> None:
         self._clock.advance(_SETTLE_S[what], f"set_{what}")
 
-    def _get_fov_m(self) -> float:
-        return self._fov_m
 
-    def _set_fov_m(self, fov_m: float) -> float:
-        self._fov_m = fov_m
-        self._settle("fov")
-        return fov_m
 
-    def _get_scan(self) -> ScanSettings:
-        return self._scan
 
-    def _set_scan(self, scan: ScanSettings) -> ScanSettings:
-        self._scan = ScanSettings(tuple(scan.shape_px), scan.dwell_s, scan.rotation_rad, scan.line_integration)
-        return self._scan
 
     def _get_working_distance_m(self) -> float:
         return self._wd_m
@@ -226,56 +216,18 @@ class TwinMicroscope(Microscope):
         self._settle("working_distance")
         return wd_m
 
-    def _get_stigmator(self) -> tuple[float, float]:
-        return self._stig
 
-    def _set_stigmator(self, x: float, y: float) -> tuple[float, float]:
-        self._stig = (x, y)
-        self._settle("stigmator")
-        return self._stig
 
-    def _get_beam_current_a(self) -> float:
-        return self._current_a
 
-    def _set_beam_current_a(self, current_a: float) -> float:
-        self._current_a = current_a
-        self._settle("beam_current")
-        return current_a
 
-    def _get_high_voltage_v(self) -> float:
-        return self._hv_v
 
-    def _set_high_voltage_v(self, hv_v: float) -> float:
-        self._hv_v = hv_v
-        self._settle("high_voltage")
-        return hv_v
 
-    def _get_beam_shift_m(self) -> tuple[float, float]:
-        return self._shift
 
-    def _set_beam_shift_m(self, x_m: float, y_m: float) -> tuple[float, float]:
-        self._shift = (x_m, y_m)
-        self._settle("beam_shift")
-        return self._shift
 
-    def _get_detector(self) -> str:
-        return self._detector
 
-    def _set_detector(self, name: str) -> str:
-        self._detector = name
-        self._settle("detector")
-        return name
 
-    def _blank(self) -> None:
-        self._blanked = True
-        self._settle("blank")
 
-    def _unblank(self) -> None:
-        self._blanked = False
-        self._settle("blank")
 
-    def _abort(self) -> None:
-        self._abort_event.set()
 
     # ---- focus geometry ---------------------------------------------------------------------
     def _focus_wd_at(self, x_m: float, y_m: float) -> float:

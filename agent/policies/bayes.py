@@ -91,12 +91,13 @@ class BayesPolicy(Policy):
         s = self.session
         sites = self.sites()
         x0, y0 = self.start_xy()
-        cand = field_cells(sites, (x0, y0), s.settings.fov_m, s.settings.field_height_m)
+        cand = field_cells(sites, (x0, y0), s.settings.fov_m, s.settings.field_height_m,
+                           gap_m=s.settings.field_gap_m)
         if len(cand) == 0:
             return None
         keep = ~self.visited_mask(sites.x_m, sites.y_m)
         fresh = field_cells(Sites(sites.x_m[keep], sites.y_m[keep], sites.area_m2[keep]), (x0, y0),
-                            s.settings.fov_m, s.settings.field_height_m)
+                            s.settings.fov_m, s.settings.field_height_m, gap_m=s.settings.field_gap_m)
         if len(fresh) == 0:
             return None
         n = max(len(s.catalog), 1)

@@ -24,7 +24,7 @@ class ExpertPolicy(Policy):
         for i in range(-1, 2):
             for j in range(-1, 2):
                 s.survey(x0 + i * sw, y0 + j * sh)
-        cand = field_cells(s.state.sites, (x0, y0), st.fov_m, st.field_height_m)
+        cand = field_cells(s.state.sites, (x0, y0), st.fov_m, st.field_height_m, gap_m=st.field_gap_m)
         keep = np.argsort(-cand.count, kind="stable")[:300]
         pts = np.column_stack([cand.x_m[keep], cand.y_m[keep]])
         order = nearest_neighbour_path(pts, (x0, y0)) if len(pts) else []

@@ -30,6 +30,7 @@ from ..clock import Clock, DoseLedger
 from ..detector import DetectorConfig, detect
 from ..scan import DriftModel, SampleGrid, frame_time_s, sample_grid
 from ..stage import Stage
+from ..settings import SettingsStore
 from . import haadf
 from . import optics as so
 from .config import StemDetectorConfig, StemScenario, load_stem_scenario
@@ -67,7 +68,7 @@ class StemFrameRecord:
     beam_current_a: float
 
 
-class StemTwinMicroscope(Microscope):
+class StemTwinMicroscope(SettingsStore, Microscope):
     """A simulated STEM. ``scenario`` is a shipped name, a TOML path or a `StemScenario`.
 
     ``seed`` defaults to the scenario's seed; the same seed and command sequence give
@@ -171,21 +172,6 @@ class StemTwinMicroscope(Microscope):
     def _settle(self, what: str) -> None:
         self._clock.advance(_SETTLE_S[what], f"set_{what}")
 
-    def _get_fov_m(self) -> float:
-        return self._fov_m
-
-    def _set_fov_m(self, fov_m: float) -> float:
-        self._fov_m = fov_m
-        self._settle("fov")
-        return fov_m
-
-    def _get_scan(self) -> ScanSettings:
-        return self._scan
-
-    def _set_scan(self, scan: ScanSettings) -> ScanSettings:
-        self._scan = ScanSettings(tuple(scan.shape_px), scan.dwell_s, scan.rotation_rad, scan.line_integration)
-        return self._scan
-
     def _get_working_distance_m(self) -> float:
         return self._wd_m
 
@@ -201,56 +187,18 @@ class StemTwinMicroscope(Microscope):
         self._settle("defocus")
         return defocus_m
 
-    def _get_stigmator(self) -> tuple[float, float]:
-        return self._stig
 
-    def _set_stigmator(self, x: float, y: float) -> tuple[float, float]:
-        self._stig = (x, y)
-        self._settle("stigmator")
-        return self._stig
 
-    def _get_beam_current_a(self) -> float:
-        return self._current_a
 
-    def _set_beam_current_a(self, current_a: float) -> float:
-        self._current_a = current_a
-        self._settle("beam_current")
-        return current_a
 
-    def _get_high_voltage_v(self) -> float:
-        return self._hv_v
 
-    def _set_high_voltage_v(self, hv_v: float) -> float:
-        self._hv_v = hv_v
-        self._settle("high_voltage")
-        return hv_v
 
-    def _get_beam_shift_m(self) -> tuple[float, float]:
-        return self._shift
 
-    def _set_beam_shift_m(self, x_m: float, y_m: float) -> tuple[float, float]:
-        self._shift = (x_m, y_m)
-        self._settle("beam_shift")
-        return self._shift
 
-    def _get_detector(self) -> str:
-        return self._detector
 
-    def _set_detector(self, name: str) -> str:
-        self._detector = name
-        self._settle("detector")
-        return name
 
-    def _blank(self) -> None:
-        self._blanked = True
-        self._settle("blank")
 
-    def _unblank(self) -> None:
-        self._blanked = False
-        self._settle("blank")
 
-    def _abort(self) -> None:
-        self._abort_event.set()
 
     # ---- focus geometry (ground truth) ----------------------------------------------------------
     def _focus_defocus_at(self, x_m: float, y_m: float) -> float:
