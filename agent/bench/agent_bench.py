@@ -11,7 +11,8 @@ failure and is left out of the means):
 - ``focus_frames_per_refocus``: mean focus frames per autofocus call.
 - ``focus_error_dof_p95``: mean over episodes of the 95th percentile of |working distance −
   in-focus| at the measured fields, in depths of field.
-- ``rel_error_abs``: mean |estimate − truth| / truth; ``particles``, ``fields``: means.
+- ``rel_error_abs``: median |estimate − truth| / truth (robust to one wild estimate);
+  ``particles``, ``fields``: means.
 
 Ratios "A/B" divide policy A's figure by policy B's in the same scenario (e.g. raster/bayes
 instrument_s = how many times less instrument time bayes needs). Scenario "all" pools the
@@ -55,7 +56,7 @@ def figures(episodes: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         "electrons": _mean([e.get("electrons") for e in ok]),
         "focus_frames_per_refocus": _mean([e.get("focus_frames_per_refocus") for e in refocus]),
         "focus_error_dof_p95": _mean([e.get("focus_error_dof_p95") for e in ok]),
-        "rel_error_abs": _mean(rel),
+        "rel_error_abs": float(np.median(rel)) if rel else None,
         "particles": _mean([e.get("particle_count") for e in ok]),
         "fields": _mean([e.get("fields") for e in ok]),
     }
@@ -124,7 +125,7 @@ def _fmt(v: float | None, spec: str = ".3g") -> str:
 def format_table(agg: dict) -> str:
     """Markdown: one row per scenario and policy, then the ratio table."""
     head = ("| scenario | policy | episodes | success | target reached | instrument s | electrons | "
-            "focus frames / refocus | focus error p95 (DoF) | abs rel error | time / oracle | dose / oracle | failed |")
+            "focus frames / refocus | focus error p95 (DoF) | abs rel error (median) | time / oracle | dose / oracle | failed |")
     lines = [head, "|" + "|".join(["---"] * 13) + "|"]
     for sc, pols in agg.items():
         for pol, f in pols.items():

@@ -145,3 +145,19 @@ def apply_check(result: dict[str, Any], args: argparse.Namespace, bench: str) ->
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "check.json").write_text(json.dumps(report.to_json(), indent=2))
     return 0 if report.ok else EXIT_REGRESSION
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agent.bench.cli agent …`: the same as `emtwin bench agent …`."""
+    parser = argparse.ArgumentParser(prog="python -m agent.bench.cli")
+    add_agent_parser(parser.add_subparsers(dest="kind", metavar="KIND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"emtwin bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

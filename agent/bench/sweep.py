@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -89,12 +90,15 @@ def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, s
         raise ValueError(f"max_instrument_s = {max_instrument_s}: must be > 0")
     if target_rel_precision is not None and not 0 < target_rel_precision < 1:
         raise ValueError(f"target_rel_precision = {target_rel_precision}: must be in (0, 1)")
-    specs = []
-    for name in scenarios:
+    specs, labels = [], {}
+    for name in dict.fromkeys(scenarios):  # in order, each once
         sc = load_scenario(name)  # raises on unknown names and invalid files
         path = scenario_path(name)
         ref = name if path == scenarios_dir() / f"{name}.toml" else str(path.resolve())
-        for policy in policies:
+        if labels.setdefault(sc.name, ref) != ref:
+            raise ValueError(f"scenarios = {labels[sc.name]!r} and {ref!r}: both are named {sc.name!r}; "
+                             "results are grouped by name, so names must differ")
+        for policy in dict.fromkeys(policies):
             for seed in benchmark_seeds(sc.train_seeds, sc.test_seeds, n_seeds):
                 specs.append(EpisodeSpec(ref, policy, seed, segmenter, fast, max_frames, max_instrument_s,
                                          target_rel_precision, label=sc.name))
@@ -107,7 +111,7 @@ def run_one(spec: EpisodeSpec) -> dict[str, Any]:
         from .episode import run_episode
 
         result = run_episode(**spec.kwargs())
-    except BaseException as exc:  # noqa: BLE001 - import failures, interrupts in a worker
+    except Exception as exc:  # noqa: BLE001 - e.g. an import failure in a worker
         result = {"scenario": spec.scenario, "policy": spec.policy, "seed": spec.seed, "success": False,
                   "error": f"{type(exc).__name__}: {exc}"}
     return _label(result, spec)
@@ -149,7 +153,10 @@ class _Progress:
         if result.get("error"):
             self.failed += 1
             msg = f"episode {spec.describe()} failed: {result['error']}"
-            self.bar.write(msg) if self.enabled else None
+            if self.enabled:
+                self.bar.write(msg, file=sys.stderr)
+            else:
+                print(msg, file=sys.stderr, flush=True)
         self.bar.set_postfix_str(f"failed {self.failed}")
         self.bar.update(1)
 
@@ -199,22 +206,28 @@ def _run_pool(specs: Sequence[EpisodeSpec], workers: int, finish: Callable[[int,
     with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=ctx,
                              initializer=_init_worker) as pool:
         futures = {pool.submit(run_one, spec): i for i, spec in enumerate(specs)}
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                result = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                result = _failed(specs[i], exc)
-            finish(i, result)
+        try:
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker died (e.g. out of memory)
+                    result = _failed(specs[i], exc)
+                finish(i, result)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 @contextmanager
 def local_dask_cluster(workers: int = 2, processes: bool = True) -> Iterator[Any]:
-    """A Dask LocalCluster on 127.0.0.1 with no dashboards, closed on exit."""
+    """A Dask LocalCluster on 127.0.0.1 (or in-process with `processes=False`), no dashboards; closed on exit."""
     from dask.distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, host="127.0.0.1",
-                           dashboard_address=None, worker_dashboard_address=None)
+    # processes: TCP on loopback only; threads: in-process transport (inproc://), nothing listens
+    where = {"host": "127.0.0.1"} if processes else {}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
+                           worker_dashboard_address=None, **where)
     try:
         yield cluster
     finally:

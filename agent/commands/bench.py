@@ -1,4 +1,4 @@
-"""`emtwin bench KIND`: benchmarks that print figures (render, remote, perception)."""
+"""`emtwin bench KIND`: benchmarks that print figures (agent, render, remote, perception)."""
 from __future__ import annotations
 
 import argparse
@@ -11,23 +11,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark and print its figures",
                        description="Benchmarks print figures; they are not tests.")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    from ..bench.cli import add_agent_parser, add_check_option
+
+    add_agent_parser(kinds)
 
     r = kinds.add_parser("render", help="twin frames/s at 512² and 1024² with all artifacts on")
     r.add_argument("--scenario", default="default")
     r.add_argument("--frames", type=int, default=20)
     r.add_argument("--mode", choices=["sem", "stem"], default="sem", help="twin mode [sem]")
     r.add_argument("--out", default=None, help="also write results.json here (a directory)")
+    add_check_option(r)
     r.set_defaults(func=_render)
 
     m = kinds.add_parser("remote", help="ZeroMQ round trip and frame throughput on loopback")
     m.add_argument("--calls", type=int, default=2000)
     m.add_argument("--frames", type=int, default=50)
     m.add_argument("--out", default=None)
+    add_check_option(m)
     m.set_defaults(func=_remote)
 
     q = kinds.add_parser("perception", help="segmentation, restoration, focus and speed figures")
     q.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
     q.add_argument("--out", default=None)
+    add_check_option(q)
     q.set_defaults(func=_perception)
 
 
@@ -35,7 +41,10 @@ def _threads() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
-def _emit(result: dict, table: str, out: str | None) -> int:
+def _emit(result: dict, table: str, args: argparse.Namespace, bench: str) -> int:
+    from ..bench.cli import apply_check
+
+    out = args.out
     print(table)
     if out:
         path = Path(out)
@@ -43,7 +52,7 @@ def _emit(result: dict, table: str, out: str | None) -> int:
         (path / "results.json").write_text(json.dumps(result, indent=2))
         (path / "results.md").write_text(table + "\n")
         print(f"wrote {path / 'results.json'}")
-    return 0
+    return apply_check(result, args, bench)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -59,7 +68,7 @@ def _render(args: argparse.Namespace) -> int:
         from ..bench.render import format_table, run_render_benchmark
 
         result = run_render_benchmark(args.scenario, frames=args.frames)
-    return _emit(result, format_table(result), args.out)
+    return _emit(result, format_table(result), args, "render")
 
 
 def _remote(args: argparse.Namespace) -> int:
@@ -67,7 +76,7 @@ def _remote(args: argparse.Namespace) -> int:
     from drivers.remote.bench import format_table, run_remote_benchmark
 
     result = run_remote_benchmark(n_calls=args.calls, n_frames=args.frames)
-    return _emit(result, format_table(result), args.out)
+    return _emit(result, format_table(result), args, "remote")
 
 
 def _perception(args: argparse.Namespace) -> int:
@@ -75,4 +84,4 @@ def _perception(args: argparse.Namespace) -> int:
     from perception.bench import format_table, run_perception_benchmark
 
     result = run_perception_benchmark(quick=args.quick)
-    return _emit(result, format_table(result), args.out)
+    return _emit(result, format_table(result), args, "perception")

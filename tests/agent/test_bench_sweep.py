@@ -80,6 +80,11 @@ def test_expand_validates_its_selection(tmp_path):
     own.write_text('name = "mine"\ntest_seeds = [7]\ntrain_seeds = [1]\n')
     (spec,) = expand([str(own)], ["bayes"], 1)
     assert spec.label == "mine" and spec.scenario == str(own.resolve()) and spec.seed == 7
+    assert len(expand(["default", "default"], ["bayes", "bayes"], 1)) == 1
+    twin_file = tmp_path / "other.toml"
+    twin_file.write_text('name = "default"\n')
+    with pytest.raises(ValueError, match="both are named 'default'"):
+        expand(["default", str(twin_file)], ["bayes"], 1)
     with pytest.raises(ValueError, match="policy = 'nope'"):
         expand(["default"], ["nope"], 1)
     with pytest.raises(FileNotFoundError):

@@ -8,7 +8,7 @@ import pytest
 
 from agent.bench import agent_bench
 from agent.bench.agent_bench import FIGURES, aggregate, check_agent
-from agent.bench.cli import add_agent_parser, apply_check
+from agent.bench.cli import add_agent_parser, apply_check, sem_scenarios
 from agent.bench.thresholds import ThresholdError, check_results, load_thresholds
 from agent.policies import POLICIES
 from twin.config import scenarios_dir
@@ -38,8 +38,10 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_thresholds_file_is_valid():
     ts = load_thresholds(SHIPPED)
     assert ts and any(t.enforce for t in ts)
+    names = set(sem_scenarios()) | {"*", "all"}
     for t in ts:
         assert t.bench != "agent" or t.figure in FIGURES
+        assert t.scenario in names, t.scenario
         for pol in t.policy.split("/"):
             assert pol in POLICIES or pol == "*"
 
