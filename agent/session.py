@@ -42,7 +42,7 @@ class MeasureSettings:
     survey_pixel_size_m: float = 50e-9
     survey_shape_px: tuple[int, int] = (768, 1024)
     survey_dwell_s: float = 200e-9
-    focus_shape_px: tuple[int, int] = (128, 128)
+    focus_shape_px: tuple[int, int] = (256, 256)
     field_gap_m: float = 2.5e-6  # spacing between measurement fields; must exceed stage backlash + repeatability
 
     @property
@@ -203,7 +203,16 @@ class Session:
         return frame
 
     def focus(self, method: str = "three_point", coarse: bool = False) -> FocusResult:
-        """Autofocus near the current stage position (on a particle site when one is known)."""
+        """Autofocus near the current stage position.
+
+        `two_point` first tries the field centre (2 frames); only if nothing there gives a
+        focus signal does it aim at a particle found in a preview and try again. The other
+        methods aim first. Coarse focus (survey scale) never aims.
+        """
+        if method == "two_point" and not coarse:
+            res = self._focus(method, coarse)
+            if res.converged:
+                return res
         saved_shift = None if coarse else self._aim_at_site()
         try:
             return self._focus(method, coarse)
@@ -224,10 +233,10 @@ class Session:
         elif method == "learned" and self.estimator is not None:
             res = self.autofocus.learned(wd0, 2 * dof, self.estimator, iterations=2)
         else:
-            res = self.autofocus.three_point(wd0, (6.0 if coarse else 1.5) * dof)
+            res = self.autofocus.three_point(wd0, 1.5 * dof)
         self.state.frames_by_type["focus"] += self.scope.status().frames_acquired - before
         pose = self.scope.stage()
-        if res.converged or not len(self.focus_map):  # a flat curve teaches the focus map nothing
+        if not coarse and (res.converged or not len(self.focus_map)):  # flat curves and coarse focus teach the map nothing
             self.focus_map.add(pose.x_m, pose.y_m, res.wd_m)
         self.state.focus_results.append({"method": res.method, "frames": res.frames, "converged": res.converged,
                                          "wd_m": res.wd_m, "x_m": pose.x_m, "y_m": pose.y_m,

@@ -263,9 +263,11 @@ class TwinMicroscope(SettingsStore, Microscope):
         otf = optics.otf((rows, cols), pixel_m, probe, defocus, optics.astigmatism_m(sc.optics, self._stig),
                          scan.rotation_rad)
         signal = optics.blur(signal, otf)
+        np.maximum(signal, 0.0, out=signal)  # the sampled analytic OTF can ring slightly below zero
         current = 0.0 if self._blanked else self._current_a
         image = det.detect(signal, current, scan.dwell_s, scan.line_integration, cfg, self._noise_rng,
                            brightness=sc.initial.brightness, contrast=sc.initial.contrast)
+        image = det.smooth(image, cfg.smoothing_px)
         frame_s = frame_time_s((rows, cols), scan.dwell_s, scan.line_integration, sc.scan.flyback_s)
         electrons = 0.0 if self._blanked else self._current_a * rows * cols * scan.dwell_s * scan.line_integration / ELEMENTARY_CHARGE_C
         area_m2 = self._fov_m * self._fov_m * rows / cols

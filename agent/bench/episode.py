@@ -58,7 +58,7 @@ def _episode(scenario: str, policy: str, seed: int, target: float | None, segmen
     sc = tm.scenario
     settings = MeasureSettings()
     if fast:
-        settings = MeasureSettings(shape_px=(384, 512), survey_shape_px=(512, 512), focus_shape_px=(96, 96))
+        settings = MeasureSettings(shape_px=(384, 512), survey_shape_px=(512, 512), focus_shape_px=(192, 192))
     cfg = RunConfig(
         out="", policy=policy, scenario=scenario, seed=seed,
         target_rel_precision=target or sc.task.target_rel_precision, credibility=sc.task.credibility,

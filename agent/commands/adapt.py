@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/adapted", help="output folder (default runs/adapted)")
     p.add_argument("--name", default="segmenter_adapted", help="artefact stem (default segmenter_adapted)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of each image (data bar)")
-    p.add_argument("--encoder", default=None, help="starting encoder .npz (default: the shipped fcmae_encoder.npz)")
+    p.add_argument("--encoder", default=None,
+                   help="starting encoder .npz (default: the encoder of the shipped segmenter, else fcmae_encoder.npz)")
     p.add_argument("--data", choices=("twin", "synth", "mix"), default="mix", help="labelled scene source for fine-tuning")
     p.add_argument("--n-scenes", type=int, default=300, help="labelled generated scenes for fine-tuning")
     p.add_argument("--n-unlabelled-scenes", type=int, default=100,
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"DIR = {args.folder}: not a folder")
     if args.crop % 32:
         raise ValueError(f"--crop = {args.crop}: must be a multiple of 32")
+    if args.encoder is None:
+        args.encoder = commands.shipped_segmenter_encoder(Path(args.out) / f"{args.name}_start_encoder.npz")
     args.encoder = commands.resolve_encoder_default(args.encoder)
     if args.encoder is None:
         raise FileNotFoundError("no starting encoder: train one with `emtwin train pretrain` or pass --encoder")

@@ -34,7 +34,7 @@ class Policy(ABC):
         st = s.settings
         s.scope.set_fov_m(st.survey_pixel_size_m * 256)
         s.scope.set_scan(shape_px=(256, 256), dwell_s=st.survey_dwell_s)
-        s.focus(coarse=True)
+        s.focus(method="two_point", coarse=True)
         s.goto_field(pose.x_m, pose.y_m)
         s.focus()
         self.state["initial_focus_done"] = True

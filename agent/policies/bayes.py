@@ -7,7 +7,7 @@ expected information of measuring it is the shrinkage of the posterior of the me
 is stage travel + frame time + a refocus when the focus map is uncertain there. The field
 with the best information per second is measured next; when no candidate is worth more
 than surveying a new area, the policy surveys along a spiral. The pixel size adapts after
-the first field so the median particle spans ~12 px. Stops with the Bayesian rule.
+the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Stops with the Bayesian rule.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .fields import field_cells
 
 class BayesPolicy(Policy):
     name = "bayes"
-    target_px_per_diameter = 12.0
+    target_px_per_diameter = 14.0
 
     # ---- hooks the oracle overrides -----------------------------------------------------------
     def sites(self) -> Sites:
@@ -52,11 +52,11 @@ class BayesPolicy(Policy):
     # ---- planning ------------------------------------------------------------------------------
     def adapt_pixel_size(self) -> None:
         s = self.session
-        if self.state.get("pixel_adapted") or len(s.catalog) < 5:
+        if self.state.get("pixel_adapted") or len(s.catalog) < 30:
             return
         median_d = float(np.median(s.catalog.d))
         lim = s.scope.limits()
-        px = float(np.clip(median_d / self.target_px_per_diameter, 1.5e-9, 15e-9))
+        px = float(np.clip(median_d / self.target_px_per_diameter, 3e-9, 15e-9))
         px = min(max(px, lim.fov_m[0] / s.settings.shape_px[1]), lim.fov_m[1] / s.settings.shape_px[1])
         s.settings.pixel_size_m = px
         self.state["pixel_adapted"] = True

@@ -1,0 +1,346 @@
+"""Perception benchmark (`emtwin bench perception`): prints figures, it is not a test.
+
+Sections (each can be skipped; each records its own wall time):
+1. twin     : segmentation on held-out twin scenes (seeds disjoint from training).
+2. real     : segmentation on the labelled EMPS test split (sim-to-real), for each given model
+              (e.g. shipped vs adapted), next to the classical Otsu + watershed floor.
+3. ablation : SSL vs no-SSL fine-tuning with 8 labelled scenes -> error reduction rate
+              ERR = (eps_b - eps_m) / eps_b with eps = 1 - AJI+ on the twin test scenes.
+4. speed    : ms per image of 512^2, 1024^2 and 1200x1920 px on 2 threads (fp32, int8).
+5. restore  : PSNR/SSIM gain over the degraded input on held-out twin pairs (unknown PSF),
+              learned vs Wiener vs Richardson-Lucy, and the downstream AJI+.
+6. focus    : focus-estimator error (DoF) after one and two iterations on the twin.
+
+Twin-dependent sections need `twin` (training extras are not needed: inference only).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import metrics
+from ._common import MODELS_DIR
+
+SECTIONS = ("twin", "real", "ablation", "speed", "restore", "focus")
+DATA_DIR = Path(os.environ.get("EMTWIN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+TEST_SEED = 900_001  # held-out twin generator seed (training uses small seeds)
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def _seg_scores(pairs, segmenter, pixel_size=1.0, scale: float | str = 1.0) -> dict:
+    rows = []
+    t = 0.0
+    for img, gt in pairs:
+        t0 = time.perf_counter()
+        lab, _ = segmenter.segment(img, pixel_size * 1e-9, scale=scale)
+        t += time.perf_counter() - t0
+        rows.append(metrics.summarize(gt, lab))
+    return {"aji_plus": _mean(r["aji_plus"] for r in rows), "f1_50": _mean(r["f1_50"] for r in rows),
+            "pq": _mean(r["pq"] for r in rows), "mean_diam_rel_err": _mean(r["mean_diam_rel_err"] for r in rows),
+            "n_images": len(rows), "n_gt": int(sum(r["n_gt"] for r in rows)),
+            "n_pred": int(sum(r["n_pred"] for r in rows)), "s_per_image": t / max(1, len(rows))}
+
+
+def twin_test_scenes(n: int = 24, shape=(512, 512), seed: int = TEST_SEED):
+    from .train.twin_data import TwinSceneGenerator
+
+    gen = TwinSceneGenerator(seed=seed, shape_px=shape, frames_per_scenario=2)
+    return [gen.labelled_frame() for _ in range(n)]
+
+
+def bench_twin(models: dict[str, Any], n: int = 24, scenes=None) -> dict:
+    from . import Segmenter
+
+    scenes = scenes if scenes is not None else twin_test_scenes(n)
+    return {name: _seg_scores(scenes, Segmenter(path)) for name, path in models.items()}
+
+
+def emps_pairs(limit: int | None = None):
+    """(image uint8, labels int32) of the EMPS test split, or [] when the folder is absent."""
+    from skimage import io
+
+    root = DATA_DIR / "emps-test"
+    if not (root / "manifest.csv").exists():
+        return []
+    ids = [r["id"] for r in csv.DictReader(open(root / "manifest.csv"))]
+    if limit:
+        ids = ids[:limit]
+    return [(io.imread(root / "images" / f"{i}.png"), io.imread(root / "segmaps" / f"{i}.png").astype(np.int32))
+            for i in ids]
+
+
+def classical_floor(image: np.ndarray, gt: np.ndarray | None = None, min_distance: int = 5) -> np.ndarray:
+    """Otsu threshold + EDT watershed; polarity picked with the ground truth (an oracle) if given."""
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.filters import threshold_otsu
+    from skimage.segmentation import watershed
+
+    img = image.astype(float)
+    fg = img > threshold_otsu(img)
+    if gt is not None and (fg & (gt > 0)).sum() < (~fg & (gt > 0)).sum():
+        fg = ~fg
+    lab, _ = ndi.label(fg)
+    sizes = np.bincount(lab.ravel())
+    fg &= sizes[lab] >= 16  # drop specks of noise
+    dist = ndi.distance_transform_edt(fg)
+    pk = peak_local_max(dist, min_distance=min_distance, labels=fg.astype(int), exclude_border=False)
+    markers = np.zeros(img.shape, np.int32)
+    markers[tuple(pk.T)] = np.arange(1, len(pk) + 1)
+    return watershed(-dist, markers, mask=fg).astype(np.int32)
+
+
+def bench_real(models: dict[str, Any], limit: int | None = None, scales=(1.0, "auto")) -> dict:
+    from . import Segmenter
+
+    pairs = emps_pairs(limit)
+    if not pairs:
+        return {"skipped": f"no EMPS data at {DATA_DIR / 'emps-test'}"}
+    out = {}
+    rows = [metrics.summarize(gt, classical_floor(img, gt)) for img, gt in pairs]
+    out["otsu_watershed (oracle polarity)"] = {"aji_plus": _mean(r["aji_plus"] for r in rows),
+                                               "f1_50": _mean(r["f1_50"] for r in rows),
+                                               "pq": _mean(r["pq"] for r in rows),
+                                               "mean_diam_rel_err": _mean(r["mean_diam_rel_err"] for r in rows),
+                                               "n_images": len(rows)}
+    for name, path in models.items():
+        for scale in scales:
+            out[f"{name} scale={scale}"] = _seg_scores(pairs, Segmenter(path), scale=scale)
+    return out
+
+
+def bench_ablation(with_ssl: str | Path, without_ssl: str | Path, n: int = 24, scenes=None) -> dict:
+    from . import Segmenter
+
+    scenes = scenes if scenes is not None else twin_test_scenes(n)
+    a = _seg_scores(scenes, Segmenter(with_ssl))
+    b = _seg_scores(scenes, Segmenter(without_ssl))
+    eps_m, eps_b = 1 - a["aji_plus"], 1 - b["aji_plus"]
+    return {"with_ssl": a, "without_ssl": b, "err_aji": (eps_b - eps_m) / eps_b if eps_b > 0 else float("nan"),
+            "err_f1": ((1 - b["f1_50"]) - (1 - a["f1_50"])) / (1 - b["f1_50"]) if b["f1_50"] < 1 else float("nan")}
+
+
+def bench_speed(repeats: int = 3, threads: int = 2, tile: int = 512) -> dict:
+    from . import Segmenter
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for label, int8 in (("fp32", False), ("int8", True)):
+        p = MODELS_DIR / ("segmenter_int8.onnx" if int8 else "segmenter.onnx")
+        if not p.exists():
+            continue
+        for t in sorted({tile, 2048}):
+            seg = Segmenter(p, threads=threads, tile=t)
+            for shape in ((512, 512), (1024, 1024), (1200, 1920)):
+                img = (rng.random(shape) * 255).astype(np.uint8)
+                seg.predict_maps(img)  # warm-up
+                ts = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    seg.segment(img, 1e-9)
+                    ts.append(time.perf_counter() - t0)
+                out[f"{label} tile{t} {shape[0]}x{shape[1]}"] = 1000 * float(np.median(ts))
+    return out
+
+
+def _psnr(x, ref, rng_):
+    return float(10 * np.log10(rng_ ** 2 / max(np.mean((x - ref) ** 2), 1e-20)))
+
+
+def bench_restore(n: int = 12, model: str | Path | None = None) -> dict:
+    from skimage.metrics import structural_similarity
+
+    from . import Restorer, Segmenter
+    from .restore import estimate_psf, richardson_lucy, wiener_deconvolve
+    from .train.restore_train import twin_pairs
+
+    pairs = twin_pairs(n, seed=TEST_SEED + 7, shape=(256, 256), with_labels=True)
+    restorer = Restorer(model)
+    seg_path = MODELS_DIR / "segmenter.onnx"
+    seg = Segmenter(seg_path) if seg_path.exists() else None
+    res: dict[str, list] = {k: [] for k in ("input", "wiener", "richardson_lucy", "learned")}
+    ssim: dict[str, list] = {k: [] for k in res}
+    aji: dict[str, list] = {k: [] for k in res}
+    for deg, clean, info in pairs:
+        r = float(np.percentile(clean, 99.5) - np.percentile(clean, 0.5))
+        psf = estimate_psf(deg)
+        outs = {"input": deg, "wiener": wiener_deconvolve(deg, psf), "richardson_lucy": richardson_lucy(deg, psf),
+                "learned": restorer.restore(deg)}
+        for k, v in outs.items():
+            res[k].append(_psnr(v, clean, r))
+            ssim[k].append(float(structural_similarity(v.astype(float), clean.astype(float), data_range=r)))
+            if seg is not None and "labels" in info:
+                aji[k].append(metrics.aji_plus(info["labels"], seg.segment(v.astype(np.float32), 1e-9).labels))
+    out = {k: {"psnr_db": _mean(res[k]), "ssim": _mean(ssim[k]), "aji_plus": _mean(aji[k]) if aji[k] else float("nan")}
+           for k in res}
+    best_classical = max(out["wiener"]["psnr_db"], out["richardson_lucy"]["psnr_db"])
+    out["learned_gain_over_input_db"] = out["learned"]["psnr_db"] - out["input"]["psnr_db"]
+    out["learned_gain_over_best_classical_db"] = out["learned"]["psnr_db"] - best_classical
+    out["n_pairs"] = len(pairs)
+    return out
+
+
+def bench_focus(n: int = 30, model: str | Path | None = None, shape=(256, 256), method: str = "learned") -> dict:
+    """method: 'learned' (FocusEstimator) or 'spectral' (focus.spectral_focus_estimate)."""
+    from twin import truth
+
+    from .focus import FocusEstimator, spectral_focus_estimate
+    from .train.twin_data import TwinSceneGenerator
+
+    est = FocusEstimator(model)
+    gen = TwinSceneGenerator(seed=TEST_SEED + 11, shape_px=shape, frames_per_scenario=1)
+    rng = gen.rng
+    errs: dict[int, list] = {0: [], 1: [], 2: []}
+    astig: dict[int, list] = {0: [], 1: [], 2: []}
+    def trial():
+        m = gen.twin()
+        dof = gen.setup(m, d_px_range=(5.0, 40.0))
+        e0 = float(rng.uniform(-6, 6))
+        a0 = rng.normal(0, 1.0, 2)
+        gen.set_focus(m, dof, e0, (float(a0[0]), float(a0[1])))
+        gain = m.scenario.optics.stigmator_gain_m
+        lim = m.scenario.optics.stigmator_limit
+        e_hist, a_hist, valid = [], [], True
+        for it in range(3):
+            wd = m.get_working_distance_m()
+            s = m.get_stigmator()
+            s0 = truth.stigmator_correction(m)
+            e_hist.append(abs((wd - truth.focus_wd_m(m)) / dof))
+            a_hist.append(float(np.hypot(s[0] - s0[0], s[1] - s0[1]) * gain / dof))
+            if it == 2:
+                break
+            d = est.delta_m(dof)
+            frames = []
+            for sgn in (-1, 1):
+                m.set_working_distance_m(wd + sgn * d)
+                frames.append(m.acquire().image)
+            e_hat, ax, ay = spectral_focus_estimate(frames[0], frames[1], est.delta_dof)
+            if it == 0:
+                valid = bool(np.isfinite(e_hat))  # the field shows structure at all
+            if method == "spectral":
+                if not np.isfinite(e_hat):
+                    e_hat, ax, ay = 0.0, 0.0, 0.0
+                m.set_working_distance_m(wd - e_hat * dof)
+                dsx, dsy = ax * dof / gain, ay * dof / gain
+            else:
+                r = est.estimate(frames[0], frames[1], dof)
+                m.set_working_distance_m(wd + r.wd_correction_m)
+                dsx, dsy = r.stigmator_correction
+            m.set_stigmator(float(np.clip(s[0] + dsx, -lim, lim)), float(np.clip(s[1] + dsy, -lim, lim)))
+        return e_hist, a_hist, valid
+
+    flags = []
+    for _ in range(n):
+        e_hist, a_hist, valid = gen.attempt(trial)
+        flags.append(valid)
+        for it in range(3):
+            errs[it].append(e_hist[it])
+            astig[it].append(a_hist[it])
+    out = {}
+    ok = np.array(flags)
+    for it in (0, 1, 2):
+        e = np.array(errs[it])
+        a = np.array(astig[it])
+        out[f"iter{it}"] = {"wd_err_p50_dof": float(np.median(e)), "wd_err_p95_dof": float(np.percentile(e, 95)),
+                            "astig_p50_dof": float(np.median(a)), "astig_p95_dof": float(np.percentile(a, 95)),
+                            "structured_wd_p95_dof": float(np.percentile(e[ok], 95)) if ok.any() else float("nan"),
+                            "structured_astig_p95_dof": float(np.percentile(a[ok], 95)) if ok.any() else float("nan")}
+    out["n_trials"] = n
+    out["structured_fraction"] = float(ok.mean())
+    return out
+
+
+def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: int = 24, real_limit: int | None = None,
+                             models: dict[str, Any] | None = None, real_models: dict[str, Any] | None = None,
+                             ablation: tuple[str, str] | None = None, n_restore: int = 12, n_focus: int = 30,
+                             quick: bool = False) -> dict:
+    """Run the chosen sections (default: all); return a nested dict of figures.
+
+    models / real_models: {name: onnx path} of segmenters to score (default: the shipped one;
+    real_models also picks up runs/adapted/segmenter_adapted.onnx when present). quick: small
+    sample sizes (a smoke run of a few minutes).
+    """
+    if quick:
+        n_twin, real_limit, n_restore, n_focus = 6, 15, 4, 8
+    sections = tuple(sections or SECTIONS)
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        raise ValueError(f"sections = {bad}: must be among {', '.join(SECTIONS)}")
+    models = models or {"shipped": MODELS_DIR / "segmenter.onnx"}
+    models = {k: v for k, v in models.items() if Path(v).exists()}
+    out: dict[str, Any] = {}
+    scenes = None
+    for s in sections:
+        t0 = time.time()
+        try:
+            if s == "twin":
+                scenes = scenes or twin_test_scenes(n_twin)
+                out[s] = bench_twin(models, scenes=scenes)
+            elif s == "real":
+                if real_models is None:
+                    real_models = dict(models)
+                    adapted = Path("runs") / "adapted" / "segmenter_adapted.onnx"
+                    if adapted.exists():
+                        real_models["adapted (TiO2 folder)"] = adapted
+                out[s] = bench_real(real_models, real_limit)
+            elif s == "ablation":
+                ab = ablation or _default_ablation()
+                if ab is None:
+                    out[s] = {"skipped": "ablation models not found (see docs/perception.md)"}
+                else:
+                    scenes = scenes or twin_test_scenes(n_twin)
+                    out[s] = bench_ablation(*ab, scenes=scenes)
+            elif s == "speed":
+                out[s] = bench_speed()
+            elif s == "restore":
+                out[s] = bench_restore(n_restore) if (MODELS_DIR / "restorer.onnx").exists() else {"skipped": "no restorer.onnx"}
+            elif s == "focus":
+                if (MODELS_DIR / "focus.onnx").exists():
+                    out[s] = {f"learned {k}": v for k, v in bench_focus(n_focus).items()}
+                    out[s].update({f"spectral {k}": v for k, v in bench_focus(n_focus, method="spectral").items()})
+                else:
+                    out[s] = {"skipped": "no focus.onnx"}
+        except ImportError as exc:
+            out[s] = {"skipped": f"needs {exc.name}"}
+        out.setdefault("wall_time_s", {})[s] = round(time.time() - t0, 1)
+    return out
+
+
+def _default_ablation() -> tuple[str, str] | None:
+    root = Path("runs") / "ablation"
+    a, b = root / "ssl8.onnx", root / "nossl8.onnx"
+    return (str(a), str(b)) if a.exists() and b.exists() else None
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else (f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}")
+    return str(v)
+
+
+def format_table(d: dict) -> str:
+    """Plain-text table: one line per (section, item), metrics as columns `key=value`."""
+    lines = []
+    for section, body in d.items():
+        if section == "wall_time_s":
+            continue
+        lines.append(f"== {section} ({d.get('wall_time_s', {}).get(section, '?')} s)")
+        if not isinstance(body, dict):
+            lines.append(f"  {_fmt(body)}")
+            continue
+        for k, v in body.items():
+            if isinstance(v, dict):
+                lines.append(f"  {k:<36} " + "  ".join(f"{kk}={_fmt(vv)}" for kk, vv in v.items()))
+            else:
+                lines.append(f"  {k:<36} {_fmt(v)}")
+    return "\n".join(lines)

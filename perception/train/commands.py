@@ -1,0 +1,184 @@
+"""Implementations behind `emtwin train {pretrain,segment,restore,focus}` and `emtwin adapt`.
+
+Each writes its artefacts into `--out` (default perception/models/) with a JSON record next to
+them: the full config, the seed, the command line and the wall time it took.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .._common import MODELS_DIR
+
+
+def _command_line() -> str:
+    return "emtwin " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+
+
+def _unlabelled_sampler(args, rng: np.random.Generator, crop: int):
+    """FCMAE crops: generated scenes (twin/synth/mix) and --images folders, half from each when both."""
+    from .._common import normalise
+    from .data import MixedSampler, UnlabelledSampler, load_folder
+    from .sources import labelled_scenes
+
+    gen: list[np.ndarray] = []
+    real: list[np.ndarray] = []
+    if args.n_scenes > 0:
+        ims, _ = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache)
+        gen = [normalise(i) for i in ims]
+    for folder in getattr(args, "images", None) or []:
+        real += load_folder(folder, crop_bottom_px=getattr(args, "crop_bottom_px", 0))
+    if not gen and not real:
+        raise ValueError("pretrain: no images (use --n-scenes > 0 or --images DIR)")
+    samplers = [UnlabelledSampler(x, crop, rng, invert_p=0.2 if x is gen else 0.0) for x in (gen, real) if x]
+    if len(samplers) == 1:
+        return samplers[0], len(gen) + len(real)
+    return MixedSampler(samplers, [0.5, 0.5], rng), len(gen) + len(real)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> dict:
+    from .export import write_record
+    from .pretrain import PretrainConfig, pretrain_encoder, save_encoder
+
+    t0 = time.time()
+    rng = np.random.default_rng(args.seed)
+    sampler, n_images = _unlabelled_sampler(args, rng, args.crop)
+    t_data = time.time() - t0
+    cfg = PretrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+                         time_budget_s=args.time_budget_s)
+    model, rec = pretrain_encoder(sampler, cfg, encoder_init=args.init)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_encoder(model, out / f"{args.name}.npz")
+    rec.update(command=_command_line(), data=args.data, n_scenes=args.n_scenes, scene_px=args.scene_px,
+               image_folders=[str(p) for p in (args.images or [])], n_images=n_images,
+               data_time_s=round(t_data, 1), total_time_s=round(time.time() - t0, 1),
+               files=[f"{args.name}.npz"])
+    write_record(out / f"{args.name}.json", rec)
+    return rec
+
+
+def cmd_segment(args: argparse.Namespace) -> dict:
+    from .data import LabelledSampler
+    from .seg import SegTrainConfig, calibration_batches, export_segmenter, train_segmenter
+    from .sources import labelled_scenes
+
+    t0 = time.time()
+    rng = np.random.default_rng(args.seed + 1)
+    ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache)
+    if args.max_labelled:
+        ims, labs = ims[: args.max_labelled], labs[: args.max_labelled]
+    t_data = time.time() - t0
+    sampler = LabelledSampler(ims, labs, args.crop, rng)
+    cfg = SegTrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+                         time_budget_s=args.time_budget_s, int8=not args.no_int8)
+    enc = None if args.encoder in (None, "none") else args.encoder
+    model = _warm_start(getattr(args, "init_weights", None), enc)
+    model, rec = train_segmenter(sampler, cfg, encoder_init=enc, model=model)
+    rec["init_weights"] = getattr(args, "init_weights", None)
+    rec.update(command=_command_line(), data=args.data, n_scenes=len(ims), scene_px=args.scene_px,
+               data_time_s=round(t_data, 1))
+    rec = export_segmenter(model, args.out, rec, calibration_batches(sampler, 8, 256), stem=args.name,
+                           int8=cfg.int8)
+    rec["total_time_s"] = round(time.time() - t0, 1)
+    from .export import write_record
+
+    write_record(Path(args.out) / f"{args.name}.json", rec)
+    return rec
+
+
+def _warm_start(weights: str | None, encoder: str | None):
+    """A U-Net with all weights from `weights` (.npz, config from its JSON), encoder from `encoder`."""
+    if not weights:
+        return None
+    import json
+
+    from .convnext import NetConfig, UNet
+    from .weights import load_state
+
+    rec_path = Path(weights).with_name(Path(weights).name.replace("_weights.npz", ".json"))
+    net = NetConfig.from_dict(json.loads(rec_path.read_text())["net"]) if rec_path.exists() else NetConfig()
+    model = load_state(UNet(net), weights)
+    if encoder:
+        load_state(model.encoder, encoder)
+    return model
+
+
+def cmd_restore(args: argparse.Namespace) -> dict:
+    from .restore_train import run_restore_training
+
+    return run_restore_training(args, _command_line())
+
+
+def cmd_focus(args: argparse.Namespace) -> dict:
+    from .focus_train import run_focus_training
+
+    return run_focus_training(args, _command_line())
+
+
+def cmd_adapt(args: argparse.Namespace) -> dict:
+    """Continue FCMAE on the user's folder, then fine-tune on twin labels; write `<name>.onnx`."""
+    from .export import write_record
+
+    t0 = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = argparse.Namespace(**vars(args))
+    pre.images = [args.folder]
+    pre.n_scenes = args.n_unlabelled_scenes
+    pre.steps, pre.time_budget_s, pre.name, pre.lr = args.pretrain_steps, args.pretrain_budget_s, f"{args.name}_encoder", args.pretrain_lr
+    pre.init = args.encoder
+    pre.batch = 16
+    rec_pre = cmd_pretrain(pre)
+    seg = argparse.Namespace(**vars(args))
+    seg.encoder = str(out / f"{args.name}_encoder.npz")
+    seg.steps, seg.time_budget_s, seg.lr = args.finetune_steps, args.finetune_budget_s, args.finetune_lr
+    seg.max_labelled = 0
+    shipped = MODELS_DIR / "segmenter_weights.npz"
+    seg.init_weights = args.init_weights or (str(shipped) if shipped.exists() else None)
+    rec_seg = cmd_segment(seg)
+    rec = {"kind": "adapted_segmenter", "command": _command_line(), "folder": str(args.folder),
+           "pretrain": rec_pre, "finetune": rec_seg, "total_time_s": round(time.time() - t0, 1),
+           "files": rec_seg["files"] + [f"{args.name}_encoder.npz"]}
+    write_record(out / f"{args.name}.json", rec)
+    return rec
+
+
+def add_common(p: argparse.ArgumentParser, steps: int, batch: int, crop: int, lr: float, name: str) -> None:
+    p.add_argument("--data", choices=("twin", "synth", "mix"), default="mix",
+                   help="labelled scene source (default mix: twin + 30%% procedural)")
+    p.add_argument("--n-scenes", type=int, default=300, help="number of generated scenes (default 300)")
+    p.add_argument("--scene-px", type=int, default=256, help="side of each generated scene in px")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--crop", type=int, default=crop, help="training crop side in px (multiple of 32)")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-budget-s", type=float, default=None, help="stop early after this wall time")
+    p.add_argument("--out", default=str(MODELS_DIR), help="output folder (default perception/models)")
+    p.add_argument("--name", default=name, help=f"artefact stem (default {name})")
+    p.add_argument("--cache", default="runs/train_cache", help="cache folder for generated scenes")
+
+
+def shipped_segmenter_encoder(dst: str | Path) -> str | None:
+    """The encoder part of the shipped segmenter's weights, written to `dst` (None if absent)."""
+    from .weights import extract_prefix
+
+    src = MODELS_DIR / "segmenter_weights.npz"
+    return str(extract_prefix(src, "encoder.", dst)) if src.exists() else None
+
+
+def resolve_encoder_default(value: str | None) -> str | None:
+    if value is None:
+        p = MODELS_DIR / "fcmae_encoder.npz"
+        return str(p) if p.exists() else None
+    return value
+
+
+__all__ = ["cmd_pretrain", "cmd_segment", "cmd_restore", "cmd_focus", "cmd_adapt", "add_common", "replace"]

@@ -1,0 +1,57 @@
+"""FCMAE self-supervised pretraining of the ConvNeXt-V2 encoder on unlabelled images."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .convnext import FCMAE, NetConfig, count_params
+from .loop import make_optimizer, run_steps, seed_everything
+from .weights import load_state, save_state
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """FCMAE hyper-parameters (crop in px, a multiple of 32)."""
+
+    steps: int = 2000
+    batch: int = 16
+    crop: int = 128
+    lr: float = 1.5e-3
+    mask_ratio: float = 0.6
+    seed: int = 0
+    time_budget_s: float | None = None
+
+
+def pretrain_encoder(sampler, cfg: PretrainConfig, net: NetConfig | None = None,
+                     encoder_init: str | Path | None = None) -> tuple[FCMAE, dict]:
+    """Run FCMAE on crops from `sampler` (`.batch(n)` -> (n,1,c,c) float32); return model + record."""
+    g = seed_everything(cfg.seed)
+    net = net or NetConfig()
+    model = FCMAE(net, mask_ratio=cfg.mask_ratio)
+    if encoder_init is not None:
+        load_state(model.encoder, encoder_init)
+    opt, sched = make_optimizer(model.parameters(), lr=cfg.lr, steps=cfg.steps, time_budget_s=cfg.time_budget_s)
+    model.train()
+
+    def step(i: int) -> float:
+        x = torch.from_numpy(sampler.batch(cfg.batch))
+        loss = model(x, gen=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        return loss.item()
+
+    info = run_steps(cfg.steps, step, name="pretrain", time_budget_s=cfg.time_budget_s)
+    record = {"kind": "fcmae_encoder", "net": net.to_dict(), "train": asdict(cfg),
+              "params_encoder": count_params(model.encoder),
+              "encoder_init": str(encoder_init) if encoder_init else None, **info}
+    return model, record
+
+
+def save_encoder(model: FCMAE, path: str | Path) -> Path:
+    """Encoder weights only (float16 .npz)."""
+    return save_state(model.encoder, path)

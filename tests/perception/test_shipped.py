@@ -1,0 +1,60 @@
+"""The shipped models: present with their reproducibility records, small, and sensible."""
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from perception._common import MODELS_DIR
+
+SEG = MODELS_DIR / "segmenter.onnx"
+needs_seg = pytest.mark.skipif(not SEG.exists(), reason="no shipped segmenter.onnx (run `emtwin train segment`)")
+
+
+def test_models_fit_in_the_repository():
+    total = sum(p.stat().st_size for p in MODELS_DIR.glob("*") if p.is_file())
+    assert total <= 20 * 2**20
+
+
+@pytest.mark.parametrize("onnx", sorted(p.name for p in MODELS_DIR.glob("*.onnx") if "_int8" not in p.name))
+def test_every_model_has_a_record(onnx):
+    rec = json.loads((MODELS_DIR / onnx).with_suffix(".json").read_text())
+    assert "seed" in rec["train"] and rec["command"].startswith("emtwin ")
+    assert rec["train_time_s"] > 0
+
+
+def _two_touching_disks(invert=False):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    gt = np.zeros((128, 128), np.int32)
+    gt[(yy - 64) ** 2 + (xx - 45) ** 2 <= 18 ** 2] = 1
+    gt[((yy - 64) ** 2 + (xx - 80) ** 2 <= 17 ** 2) & (gt == 0)] = 2
+    img = 0.15 + 0.6 * (gt > 0)
+    edge = ndi.morphological_gradient(gt, size=3) > 0
+    img = ndi.gaussian_filter(img + 0.3 * edge, 1.0)
+    img = img + rng.normal(0, 0.02, img.shape)
+    if invert:
+        img = 1.0 - img
+    return (np.clip(img, 0, 1) * 60000).astype(np.uint16), gt
+
+
+@needs_seg
+@pytest.mark.parametrize("int8", [False, True])
+def test_shipped_segmenter_separates_touching_particles(int8):
+    from perception import Segmenter, metrics
+
+    img, gt = _two_touching_disks()
+    labels, table = Segmenter(int8=int8).segment(img, 5e-9)
+    assert labels.max() == 2
+    assert metrics.aji_plus(gt, labels) > 0.8
+    d = sorted(table["equivalent_diameter_m"])
+    assert d[0] == pytest.approx(34 * 5e-9, rel=0.15) and d[1] == pytest.approx(36 * 5e-9, rel=0.15)
+
+
+@needs_seg
+def test_shipped_segmenter_handles_dark_particles():
+    from perception import Segmenter, metrics
+
+    img, gt = _two_touching_disks(invert=True)
+    labels, _ = Segmenter().segment(img, 5e-9)
+    assert metrics.aji_plus(gt, labels) > 0.7
