@@ -43,6 +43,7 @@ class MeasureSettings:
     survey_shape_px: tuple[int, int] = (768, 1024)
     survey_dwell_s: float = 200e-9
     focus_shape_px: tuple[int, int] = (256, 256)
+    min_confidence: float = 0.8  # detections with a lower mean foreground probability are dropped
     field_gap_m: float = 2.5e-6  # spacing between measurement fields; must exceed stage backlash + repeatability
 
     @property
@@ -268,7 +269,8 @@ class Session:
     def measure_field(self, x_m: float, y_m: float) -> FieldRecord:
         """Acquire one measurement frame at (x, y), segment it and catalogue new particles.
 
-        Particles touching the frame border are excluded; the belief is updated.
+        Particles touching the frame border, and detections less confident than
+        `settings.min_confidence`, are excluded; the belief is updated.
         """
         self.goto_field(x_m, y_m)
         frame = self._acquire("measure")
@@ -276,7 +278,8 @@ class Session:
             self.state.policy_state["alpha_rad"] = frame.meta.pixel_size_m / frame.meta.depth_of_field_m
         seg = self.segmenter.segment(frame.image, frame.meta.pixel_size_m)
         t = seg.particles
-        inside = ~np.asarray(t["touches_border"], dtype=bool) if len(t) else np.zeros(0, bool)
+        inside = (~np.asarray(t["touches_border"], dtype=bool)
+                  & (np.asarray(t["confidence"]) >= self.settings.min_confidence)) if len(t) else np.zeros(0, bool)
         rows = np.asarray(t["centroid_row_px"])[inside] if len(t) else np.empty(0)
         cols = np.asarray(t["centroid_col_px"])[inside] if len(t) else np.empty(0)
         diam = np.asarray(t["equivalent_diameter_m"])[inside] if len(t) else np.empty(0)
