@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers import Frame, FrameMeta, Limits, Microscope, ScanSettings, StagePose, Status
-from drivers.errors import OutOfRangeError
+from drivers import Frame, FrameMeta, Limits, Microscope, ScanSettings
 
 from . import detector as det
 from . import optics
@@ -35,7 +34,7 @@ from .stage import Stage
 ELEMENTARY_CHARGE_C = 1.602176634e-19  # exact (SI 2019)
 
 # Settle times of the electron optics (s): typical of field-emission SEM columns.
-_SETTLE_S = {
+SETTLE_S = {
     "fov": 0.005,
     "scan": 0.0,
     "working_distance": 0.02,
@@ -67,6 +66,8 @@ class TwinMicroscope(SettingsStore, Microscope):
     give bit-identical frames. `truth_cache` is how many recent frames keep their ground
     truth label image.
     """
+
+    SETTLE_S = SETTLE_S
 
     def __new__(cls, scenario: object = "default", seed: int | None = None, truth_cache: int = 8):
         """A STEM scenario (top-level ``mode = "stem"``) gives a `StemTwinMicroscope`."""
@@ -117,19 +118,6 @@ class TwinMicroscope(SettingsStore, Microscope):
         if ini.stage_x_m or ini.stage_y_m:
             self._stg.move(x_m=ini.stage_x_m, y_m=ini.stage_y_m)
 
-    #: the run checkpoint may pickle the whole twin, so a resumed run is identical
-    checkpointable = True
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_lock"], state["_abort_event"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
-        self._abort_event = threading.Event()
-
     # ---- limits and status ------------------------------------------------------------
     def _build_limits(self) -> Limits:
         sc = self.scenario
@@ -155,58 +143,11 @@ class TwinMicroscope(SettingsStore, Microscope):
             mode="sem",
         )
 
-    def _check_initial(self) -> None:
-        lim, ini = self._limits_cache, self.scenario.initial
-        checks = {
-            "working_distance_m": (ini.working_distance_m, lim.working_distance_m),
-            "fov_m": (ini.fov_m, lim.fov_m),
-            "dwell_s": (ini.dwell_s, lim.dwell_s),
-            "beam_current_a": (ini.beam_current_a, lim.beam_current_a),
-            "high_voltage_v": (ini.high_voltage_v, lim.high_voltage_v),
-        }
-        for name, (value, (lo, hi)) in checks.items():
-            if not lo <= value <= hi:
-                raise OutOfRangeError(f"scenario initial.{name} = {value:.6g} is outside [{lo:.6g}, {hi:.6g}]")
-
-    def _status(self) -> Status:
-        return Status(
-            backend="twin",
-            connected=True,
-            mode="sem",
-            beam_blanked=self._blanked,
-            busy=False,
-            instrument_time_s=self._clock.now_s,
-            total_electrons=self._ledger.total_electrons,
-            frames_acquired=self._frames,
-            message=f"scenario {self.scenario.name}, seed {self.seed}",
-        )
-
-    def _limits(self) -> Limits:
-        return self._limits_cache
 
     # ---- stage --------------------------------------------------------------------------
-    def _stage(self) -> StagePose:
-        x, y, z, tilt, rot = self._stg.reported
-        return StagePose(x, y, z, tilt, rot)
 
-    def _move_stage(self, target: StagePose) -> StagePose:
-        with self._lock:
-            before = self._stg.actual
-            duration = self._stg.move(
-                x_m=target.x_m, y_m=target.y_m, z_m=target.z_m, tilt_rad=target.tilt_rad, rot_rad=target.rot_rad
-            )
-            after = self._stg.actual
-            self._clock.advance(duration, "move_stage")
-            self._drift.on_stage_move(self._clock.now_s, after[0] - before[0], after[1] - before[1])
-            return self._stage()
 
     # ---- settings -----------------------------------------------------------------------
-    def _settle(self, what: str) -> None:
-        self._clock.advance(_SETTLE_S[what], f"set_{what}")
-
-
-
-
 
     def _get_working_distance_m(self) -> float:
         return self._wd_m
@@ -215,18 +156,6 @@ class TwinMicroscope(SettingsStore, Microscope):
         self._wd_m = wd_m
         self._settle("working_distance")
         return wd_m
-
-
-
-
-
-
-
-
-
-
-
-
 
 
     # ---- focus geometry ---------------------------------------------------------------------

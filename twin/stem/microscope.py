@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers import Frame, FrameMeta, Limits, Microscope, ScanSettings, StagePose, Status
-from drivers.errors import OutOfRangeError
+from drivers import Frame, FrameMeta, Limits, Microscope, ScanSettings
 
 from ..clock import Clock, DoseLedger
 from ..detector import DetectorConfig, detect
@@ -39,7 +38,7 @@ from .specimen import DoseMap, StemParticleTable, StemSpecimen
 ELEMENTARY_CHARGE_C = 1.602176634e-19  # exact (SI 2019)
 
 # Settle times of the electron optics (s), typical of a field-emission (S)TEM.
-_SETTLE_S = {
+SETTLE_S = {
     "fov": 0.005,
     "defocus": 0.01,
     "working_distance": 0.0,
@@ -74,6 +73,8 @@ class StemTwinMicroscope(SettingsStore, Microscope):
     ``seed`` defaults to the scenario's seed; the same seed and command sequence give
     bit-identical frames. ``truth_cache`` is how many recent frames keep their ground truth.
     """
+
+    SETTLE_S = SETTLE_S
 
     def __init__(self, scenario: str | Path | StemScenario = "stem-catalyst", seed: int | None = None,
                  truth_cache: int = 8):
@@ -110,7 +111,7 @@ class StemTwinMicroscope(SettingsStore, Microscope):
         self._records: OrderedDict[int, StemFrameRecord] = OrderedDict()
         self._truth_cache = max(1, int(truth_cache))
         self._z0 = self._stg.reported[2]
-        self._check_initial()
+        self._check_initial({"defocus_m": (self.scenario.initial.defocus_m, self._limits_cache.defocus_m)})
         if ini.stage_x_m or ini.stage_y_m:
             self._stg.move(x_m=ini.stage_x_m, y_m=ini.stage_y_m)
 
@@ -129,48 +130,11 @@ class StemTwinMicroscope(SettingsStore, Microscope):
             defocus_m=tuple(oc.defocus_range_m), mode="stem",
         )
 
-    def _check_initial(self) -> None:
-        lim, ini = self._limits_cache, self.scenario.initial
-        checks = {
-            "defocus_m": (ini.defocus_m, lim.defocus_m),
-            "working_distance_m": (ini.working_distance_m, lim.working_distance_m),
-            "fov_m": (ini.fov_m, lim.fov_m),
-            "dwell_s": (ini.dwell_s, lim.dwell_s),
-            "beam_current_a": (ini.beam_current_a, lim.beam_current_a),
-            "high_voltage_v": (ini.high_voltage_v, lim.high_voltage_v),
-            "stigmator[x]": (ini.stigmator[0], lim.stigmator),
-            "stigmator[y]": (ini.stigmator[1], lim.stigmator),
-        }
-        for name, (value, (lo, hi)) in checks.items():
-            if not lo <= value <= hi:
-                raise OutOfRangeError(f"scenario initial.{name} = {value:.6g} is outside [{lo:.6g}, {hi:.6g}]")
-
-    def _status(self) -> Status:
-        return Status(backend="twin", connected=True, mode="stem", beam_blanked=self._blanked, busy=False,
-                      instrument_time_s=self._clock.now_s, total_electrons=self._ledger.total_electrons,
-                      frames_acquired=self._frames, message=f"scenario {self.scenario.name}, seed {self.seed}")
-
-    def _limits(self) -> Limits:
-        return self._limits_cache
 
     # ---- stage -----------------------------------------------------------------------------------
-    def _stage(self) -> StagePose:
-        x, y, z, tilt, rot = self._stg.reported
-        return StagePose(x, y, z, tilt, rot)
 
-    def _move_stage(self, target: StagePose) -> StagePose:
-        with self._lock:
-            before = self._stg.actual
-            duration = self._stg.move(x_m=target.x_m, y_m=target.y_m, z_m=target.z_m,
-                                        tilt_rad=target.tilt_rad, rot_rad=target.rot_rad)
-            after = self._stg.actual
-            self._clock.advance(duration, "move_stage")
-            self._drift.on_stage_move(self._clock.now_s, after[0] - before[0], after[1] - before[1])
-            return self._stage()
 
     # ---- settings --------------------------------------------------------------------------------
-    def _settle(self, what: str) -> None:
-        self._clock.advance(_SETTLE_S[what], f"set_{what}")
 
     def _get_working_distance_m(self) -> float:
         return self._wd_m
@@ -186,18 +150,6 @@ class StemTwinMicroscope(SettingsStore, Microscope):
         self._defocus_m = defocus_m
         self._settle("defocus")
         return defocus_m
-
-
-
-
-
-
-
-
-
-
-
-
 
 
     # ---- focus geometry (ground truth) ----------------------------------------------------------
