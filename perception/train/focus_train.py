@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .convnext import Encoder, NetConfig, count_params
-from .data import _augment_geom
 from .export import export_onnx, write_record
-from .loop import make_optimizer, run_steps, seed_everything
+from .loop import apply_step, make_optimizer, run_steps, seed_everything
 
 FOCUS_NET = NetConfig(in_chans=2, dims=(16, 32, 64, 128), depths=(1, 1, 2, 1))
 
@@ -102,12 +101,7 @@ def train_focus(pairs, cfg: FocusTrainConfig) -> tuple[FocusNet, dict]:
         x = torch.from_numpy(np.stack(xs).astype(np.float32))
         t = torch.from_numpy(np.stack(ts))
         loss = F.smooth_l1_loss(model(x), t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return loss.item()
+        return apply_step(loss, model, opt, sched)
 
     info = run_steps(cfg.steps, step, name="focus", time_budget_s=cfg.time_budget_s)
     model.eval()

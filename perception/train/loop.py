@@ -64,6 +64,16 @@ class Schedule:
         self._apply()
 
 
+def apply_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, clip: float = 1.0) -> float:
+    """One optimiser step: backward, gradient-norm clipping at `clip`, step, schedule; returns the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def make_optimizer(params, lr: float, steps: int, warmup: int = 100, weight_decay: float = 0.05,
                    time_budget_s: float | None = None):
     """AdamW and its `Schedule` (call `.step()` after each optimiser step)."""

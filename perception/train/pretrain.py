@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .convnext import FCMAE, NetConfig, count_params
-from .loop import make_optimizer, run_steps, seed_everything
+from .loop import apply_step, make_optimizer, run_steps, seed_everything
 from .weights import load_state, save_state
 
 
@@ -38,12 +38,7 @@ def pretrain_encoder(sampler, cfg: PretrainConfig, net: NetConfig | None = None,
     def step(i: int) -> float:
         x = torch.from_numpy(sampler.batch(cfg.batch))
         loss = model(x, gen=g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return loss.item()
+        return apply_step(loss, model, opt, sched)
 
     info = run_steps(cfg.steps, step, name="pretrain", time_budget_s=cfg.time_budget_s)
     record = {"kind": "fcmae_encoder", "net": net.to_dict(), "train": asdict(cfg),

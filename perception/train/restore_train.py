@@ -15,7 +15,7 @@ from torch import nn
 from .convnext import NetConfig, UNet, count_params
 from .data import _augment_geom
 from .export import export_onnx, write_record
-from .loop import make_optimizer, run_steps, seed_everything
+from .loop import apply_step, make_optimizer, run_steps, seed_everything
 
 RESTORER_NET = NetConfig(dims=(24, 48, 96, 192), depths=(1, 1, 3, 1), dec_dims=(96, 48, 32, 24),
                          out_chans=1, fine_chans=16)
@@ -109,12 +109,7 @@ def train_restorer(pairs, cfg: RestoreTrainConfig) -> tuple[ResidualRestorer, di
         x = torch.from_numpy(np.stack(xs)[:, None])
         t = torch.from_numpy(np.stack(ts)[:, None])
         loss = F.l1_loss(model(x), t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return loss.item()
+        return apply_step(loss, model, opt, sched)
 
     info = run_steps(cfg.steps, step, name="restore", time_budget_s=cfg.time_budget_s)
     model.eval()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .convnext import NetConfig, UNet, count_params
 from .data import LabelledSampler
 from .export import export_onnx, quantize_qdq, write_record
-from .loop import make_optimizer, run_steps, seed_everything
+from .loop import apply_step, make_optimizer, run_steps, seed_everything
 from .weights import load_state, save_state
 
 
@@ -61,12 +61,7 @@ def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfi
     def step(i: int) -> float:
         x, t = sampler.batch(cfg.batch)
         loss = seg_loss(model(torch.from_numpy(x)), torch.from_numpy(t), cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return loss.item()
+        return apply_step(loss, model, opt, sched)
 
     info = run_steps(cfg.steps, step, name="segment", time_budget_s=cfg.time_budget_s)
     model.eval()
