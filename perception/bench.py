@@ -2,6 +2,9 @@
 
 Sections (each can be skipped; each records its own wall time):
 1. twin     : segmentation on held-out twin scenes (seeds disjoint from training).
+1b. scenarios: segmentation on frames of the shipped SEM scenarios' test specimens in the
+              agent's measurement regime (7-28 px particles, near focus), with the sizing
+              bias of matched particles and of the agent's rule (no border, confidence >= 0.8).
 2. real     : segmentation on the labelled EMPS test split (sim-to-real), for each given model
               (e.g. shipped vs adapted), next to the classical Otsu + watershed floor.
 3. ablation : SSL vs no-SSL fine-tuning with 8 labelled scenes -> error reduction rate
@@ -27,7 +30,7 @@ import numpy as np
 from . import metrics
 from ._common import MODELS_DIR
 
-SECTIONS = ("twin", "real", "ablation", "speed", "restore", "focus")
+SECTIONS = ("twin", "scenarios", "real", "ablation", "speed", "restore", "focus")
 DATA_DIR = Path(os.environ.get("EMTWIN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TEST_SEED = 900_001  # held-out twin generator seed (training uses small seeds)
 
@@ -63,6 +66,52 @@ def bench_twin(models: dict[str, Any], n: int = 24, scenes=None) -> dict:
 
     scenes = scenes if scenes is not None else twin_test_scenes(n)
     return {name: _seg_scores(scenes, Segmenter(path)) for name, path in models.items()}
+
+
+def scenario_test_frames(n: int = 36, shape=(512, 512), seed: int = TEST_SEED + 3):
+    from .train.twin_data import ScenarioFrameGenerator
+
+    gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="test")
+    return [gen.labelled_frame() for _ in range(n)]
+
+
+def _interior_diameters(labels: np.ndarray) -> np.ndarray:
+    """Equivalent diameters (px) of instances not touching the image border."""
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    area = np.bincount(labels.ravel()).astype(float)
+    keep = area > 0
+    keep[0] = False
+    keep[border[border < keep.size]] = False
+    return 2.0 * np.sqrt(area[keep] / np.pi)
+
+
+def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confidence: float = 0.8) -> dict:
+    """Scores on scenario test frames, plus sizing biases (matched pairs; the agent's rule)."""
+    from . import Segmenter
+
+    frames = frames if frames is not None else scenario_test_frames(n)
+    out = {}
+    for name, path in models.items():
+        seg = Segmenter(path)
+        rows, nb, d_pred, d_true = [], [], [], []
+        for img, gt in frames:
+            lab, tab = seg.segment(img, 1e-9)
+            rows.append(metrics.summarize(gt, lab))
+            nb.append(metrics.matched_diameter_bias(gt, lab))
+            if len(tab):
+                ok = ~np.asarray(tab["touches_border"], bool) & (np.asarray(tab["confidence"]) >= min_confidence)
+                d_pred.append(np.asarray(tab["equivalent_diameter_m"])[ok] / 1e-9)
+            d_true.append(_interior_diameters(gt))
+        w = np.array([k for _, k in nb], float)
+        b = np.array([0.0 if k == 0 else v for v, k in nb])
+        dp = np.concatenate(d_pred) if d_pred else np.empty(0)
+        dt = np.concatenate(d_true)
+        out[name] = {"aji_plus": _mean(r["aji_plus"] for r in rows), "f1_50": _mean(r["f1_50"] for r in rows),
+                     "pq": _mean(r["pq"] for r in rows), "n_images": len(rows),
+                     "n_gt": int(sum(r["n_gt"] for r in rows)), "n_pred": int(sum(r["n_pred"] for r in rows)),
+                     "matched_diam_bias": float((w * b).sum() / max(w.sum(), 1.0)),
+                     "agent_rule_mean_diam_bias": float(dp.mean() / dt.mean() - 1) if dp.size and dt.size else float("nan")}
+    return out
 
 
 def emps_pairs(limit: int | None = None):
@@ -263,7 +312,7 @@ def bench_focus(n: int = 30, model: str | Path | None = None, shape=(256, 256), 
 def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: int = 24, real_limit: int | None = None,
                              models: dict[str, Any] | None = None, real_models: dict[str, Any] | None = None,
                              ablation: tuple[str, str] | None = None, n_restore: int = 12, n_focus: int = 30,
-                             quick: bool = False) -> dict:
+                             n_scen: int = 36, quick: bool = False) -> dict:
     """Run the chosen sections (default: all); return a nested dict of figures.
 
     models / real_models: {name: onnx path} of segmenters to score (default: the shipped one;
@@ -271,7 +320,7 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
     sample sizes (a smoke run of a few minutes).
     """
     if quick:
-        n_twin, real_limit, n_restore, n_focus = 6, 15, 4, 8
+        n_twin, real_limit, n_restore, n_focus, n_scen = 6, 15, 4, 8, 6
     sections = tuple(sections or SECTIONS)
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
@@ -286,6 +335,8 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
             if s == "twin":
                 scenes = scenes or twin_test_scenes(n_twin)
                 out[s] = bench_twin(models, scenes=scenes)
+            elif s == "scenarios":
+                out[s] = bench_scenarios(models, n=n_scen)
             elif s == "real":
                 if real_models is None:
                     real_models = dict(models)

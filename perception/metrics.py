@@ -5,6 +5,8 @@
 - PQ   : panoptic quality = SQ x DQ with matches at IoU > 0.5, Kirillov et al., CVPR 2019.
 - F1 at IoU 0.5 : 2 TP / (2 TP + FP + FN) with the same matches (equals DQ).
 - Size-distribution Wasserstein-1 distance between equivalent diameters (same unit as input).
+- Matched-diameter bias: mean predicted / mean true equivalent diameter over IoU > 0.5 matches
+  (the sizing error of particles that were found, apart from missed and spurious ones).
 """
 from __future__ import annotations
 
@@ -88,6 +90,23 @@ def match_at_iou(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[in
     ok = iou[r, c] > thr
     tp = int(ok.sum())
     return tp, len(ap) - tp, len(ag) - tp, float(iou[r, c][ok].sum())
+
+
+def matched_diameter_bias(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[float, int]:
+    """(sum pred d / sum gt d - 1, number of matches) over one-to-one matches at IoU > thr.
+
+    Diameters are area-equivalent; NaN when nothing matches.
+    """
+    gt, pred = _check_pair(gt, pred)
+    inter, ag, ap = overlap_matrices(gt, pred)
+    if len(ag) == 0 or len(ap) == 0:
+        return float("nan"), 0
+    iou, _ = _iou(inter, ag, ap)
+    r, c = linear_sum_assignment(-iou)
+    ok = iou[r, c] > thr
+    if not ok.any():
+        return float("nan"), 0
+    return float(np.sqrt(ap[c[ok]]).sum() / np.sqrt(ag[r[ok]]).sum() - 1.0), int(ok.sum())
 
 
 def f1_at_iou(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> float:

@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of each image (data bar)")
     p.add_argument("--encoder", default=None,
                    help="starting encoder .npz (default: the encoder of the shipped segmenter, else fcmae_encoder.npz)")
-    p.add_argument("--data", choices=("twin", "synth", "mix"), default="mix", help="labelled scene source for fine-tuning")
+    p.add_argument("--data", choices=("twin", "synth", "mix", "scenarios"), default="mix",
+                   help="labelled scene source for fine-tuning")
+    p.add_argument("--scenario-fraction", type=float, default=0.0,
+                   help="share of 'mix' scenes from the shipped scenarios' train seeds (default 0)")
     p.add_argument("--n-scenes", type=int, default=300, help="labelled generated scenes for fine-tuning")
     p.add_argument("--n-unlabelled-scenes", type=int, default=100,
                    help="generated scenes mixed into the continued pretraining (0 = only DIR)")

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = kinds.add_parser("perception", help="segmentation, restoration, focus and speed figures")
     q.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
+    q.add_argument("--sections", default=None, metavar="S,S",
+                   help="comma-separated subset of twin, scenarios, real, ablation, speed, restore, focus [all]")
     q.add_argument("--out", default=None)
     add_check_option(q)
     q.set_defaults(func=_perception)
@@ -83,5 +85,6 @@ def _perception(args: argparse.Namespace) -> int:
     _threads()
     from perception.bench import format_table, run_perception_benchmark
 
-    result = run_perception_benchmark(quick=args.quick)
+    sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else None
+    result = run_perception_benchmark(sections=sections, quick=args.quick)
     return _emit(result, format_table(result), args, "perception")

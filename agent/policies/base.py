@@ -26,7 +26,7 @@ class Policy(ABC):
 
     # ---- shared steps -----------------------------------------------------------------------
     def initial_focus(self) -> None:
-        """Coarse focus at survey scale, then fine focus at measurement scale, at the start."""
+        """Coarse then fine two-frame focus (survey, then measurement scale) at the start."""
         if self.state.get("initial_focus_done"):
             return
         s = self.session
@@ -36,7 +36,7 @@ class Policy(ABC):
         s.scope.set_scan(shape_px=(256, 256), dwell_s=st.survey_dwell_s)
         s.focus(method="two_point", coarse=True)
         s.goto_field(pose.x_m, pose.y_m)
-        s.focus()
+        s.focus(method="two_point")
         self.state["initial_focus_done"] = True
         self.state["start_xy"] = (pose.x_m, pose.y_m)
 

@@ -7,7 +7,10 @@ expected information of measuring it is the shrinkage of the posterior of the me
 is stage travel + frame time + a refocus when the focus map is uncertain there. The field
 with the best information per second is measured next; when no candidate is worth more
 than surveying a new area, the policy surveys along a spiral. The pixel size adapts after
-the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Stops with the Bayesian rule.
+the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Measurement frames
+have twice the configured side (`frame_scale` option; 1536×2048 by default): a stage move
+frame size, so four times the area per move saves about three moves per four fields. Stops
+with the Bayesian rule.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from .fields import field_cells
 class BayesPolicy(Policy):
     name = "bayes"
     target_px_per_diameter = 14.0
+    frame_scale: float = 2.0  # measurement frame side relative to the configured shape
 
     # ---- hooks the oracle overrides -----------------------------------------------------------
     def sites(self) -> Sites:
@@ -50,6 +54,19 @@ class BayesPolicy(Policy):
             s.focus(method="two_point")
 
     # ---- planning ------------------------------------------------------------------------------
+    def choose_frame(self) -> None:
+        """Scale the measurement frame by `frame_scale`, within the scan generator's limits."""
+        s = self.session
+        if self.state.get("frame_set"):
+            return
+        k = self.options.get("frame_scale", self.frame_scale)
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0.1 <= k <= 16:
+            raise ValueError(f"policy option frame_scale = {k!r}: must be a number in [0.1, 16]")
+        rows, cols = s.settings.shape_px
+        rmax, cmax = s.scope.limits().shape_px_max
+        s.settings.shape_px = (int(min(round(rows * k), rmax)), int(min(round(cols * k), cmax)))
+        self.state["frame_set"] = True
+
     def adapt_pixel_size(self) -> None:
         s = self.session
         if self.state.get("pixel_adapted") or len(s.catalog) < 30:
@@ -122,6 +139,7 @@ class BayesPolicy(Policy):
 
     def run(self) -> None:
         s = self.session
+        self.choose_frame()
         self.initial_focus()
         if not self.state.get("survey_block"):
             self.survey_more()

@@ -30,7 +30,8 @@ def _unlabelled_sampler(args, rng: np.random.Generator, crop: int):
     gen: list[np.ndarray] = []
     real: list[np.ndarray] = []
     if args.n_scenes > 0:
-        ims, _ = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache)
+        ims, _ = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache,
+                                 scenario_fraction=args.scenario_fraction)
         gen = [normalise(i) for i in ims]
     for folder in getattr(args, "images", None) or []:
         real += load_folder(folder, crop_bottom_px=getattr(args, "crop_bottom_px", 0))
@@ -71,7 +72,8 @@ def cmd_segment(args: argparse.Namespace) -> dict:
 
     t0 = time.time()
     rng = np.random.default_rng(args.seed + 1)
-    ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache)
+    ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache,
+                                scenario_fraction=args.scenario_fraction)
     if args.max_labelled:
         ims, labs = ims[: args.max_labelled], labs[: args.max_labelled]
     t_data = time.time() - t0
@@ -82,7 +84,8 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     model = _warm_start(getattr(args, "init_weights", None), enc)
     model, rec = train_segmenter(sampler, cfg, encoder_init=enc, model=model)
     rec["init_weights"] = getattr(args, "init_weights", None)
-    rec.update(command=_command_line(), data=args.data, n_scenes=len(ims), scene_px=args.scene_px,
+    rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
+               n_scenes=len(ims), scene_px=args.scene_px,
                data_time_s=round(t_data, 1))
     rec = export_segmenter(model, args.out, rec, calibration_batches(sampler, 8, 256), stem=args.name,
                            int8=cfg.int8)
@@ -151,8 +154,11 @@ def cmd_adapt(args: argparse.Namespace) -> dict:
 
 
 def add_common(p: argparse.ArgumentParser, steps: int, batch: int, crop: int, lr: float, name: str) -> None:
-    p.add_argument("--data", choices=("twin", "synth", "mix"), default="mix",
-                   help="labelled scene source (default mix: twin + 30%% procedural)")
+    p.add_argument("--data", choices=("twin", "synth", "mix", "scenarios"), default="mix",
+                   help="labelled scene source (default mix: randomised twin + 30%% procedural "
+                        "+ --scenario-fraction frames of the shipped scenarios)")
+    p.add_argument("--scenario-fraction", type=float, default=0.0,
+                   help="share of 'mix' scenes taken from the shipped scenarios' train seeds (default 0)")
     p.add_argument("--n-scenes", type=int, default=300, help="number of generated scenes (default 300)")
     p.add_argument("--scene-px", type=int, default=256, help="side of each generated scene in px")
     p.add_argument("--steps", type=int, default=steps)

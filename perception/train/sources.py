@@ -1,4 +1,5 @@
-"""Labelled and unlabelled training scenes: procedural ('synth'), the twin ('twin'), or both ('mix').
+"""Labelled and unlabelled training scenes: procedural ('synth'), the randomised twin ('twin'),
+frames of the shipped scenarios ('scenarios'), or a mix of them ('mix').
 
 Generated scenes are cached as .npz under `cache_dir` keyed by (source, n, size, seed), because
 rendering twin frames costs seconds each on this machine.
@@ -42,12 +43,33 @@ def twin_scenes(n: int, seed: int, shape: tuple[int, int] = (256, 256)) -> tuple
     return ims, labs
 
 
+def scenario_scenes(n: int, seed: int, shape: tuple[int, int] = (256, 256)) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`n` measurement-regime frames of the shipped SEM scenarios (train seeds) with labels."""
+    from .twin_data import ScenarioFrameGenerator
+
+    gen = ScenarioFrameGenerator(seed=seed, shape_px=shape)
+    out = [gen.labelled_frame() for _ in range(n)]
+    return [o[0] for o in out], [o[1] for o in out]
+
+
+SOURCES = ("twin", "synth", "mix", "scenarios")
+
+
 def labelled_scenes(source: str, n: int, seed: int, shape: tuple[int, int] = (256, 256),
-                    cache_dir: str | Path | None = DEFAULT_CACHE, synth_fraction: float = 0.3):
-    """(images, labels) from `source` in {'synth', 'twin', 'mix'}; 'mix' = twin + synth_fraction synth."""
-    if source not in ("synth", "twin", "mix"):
-        raise ValueError(f"source = {source!r}: must be 'synth', 'twin' or 'mix'")
-    key = f"{source}_n{n}_{shape[0]}x{shape[1]}_s{seed}_f{synth_fraction:g}.npz"
+                    cache_dir: str | Path | None = DEFAULT_CACHE, synth_fraction: float = 0.3,
+                    scenario_fraction: float = 0.0):
+    """(images, labels) from `source` in `SOURCES`.
+
+    'mix' = randomised twin frames, plus `synth_fraction` procedural scenes and
+    `scenario_fraction` frames of the shipped scenarios.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source = {source!r}: must be one of {', '.join(SOURCES)}")
+    if not (0.0 <= synth_fraction and 0.0 <= scenario_fraction and synth_fraction + scenario_fraction <= 1.0):
+        raise ValueError(f"synth_fraction = {synth_fraction!r}, scenario_fraction = {scenario_fraction!r}: "
+                         "each must be >= 0 and together <= 1")
+    sc_key = f"_sc{scenario_fraction:g}" if source == "mix" and scenario_fraction > 0 else ""
+    key = f"{source}_n{n}_{shape[0]}x{shape[1]}_s{seed}_f{synth_fraction:g}{sc_key}.npz"
     if cache_dir is not None:
         path = Path(cache_dir) / key
         if path.exists():
@@ -58,11 +80,15 @@ def labelled_scenes(source: str, n: int, seed: int, shape: tuple[int, int] = (25
         ims, labs = synth_scenes(n, seed, shape)
     elif source == "twin":
         ims, labs = twin_scenes(n, seed, shape)
+    elif source == "scenarios":
+        ims, labs = scenario_scenes(n, seed, shape)
     else:
         n_s = int(round(n * synth_fraction))
-        a, b = twin_scenes(n - n_s, seed, shape)
+        n_sc = int(round(n * scenario_fraction)) if source == "mix" else 0
+        a, b = twin_scenes(n - n_s - n_sc, seed, shape)
         c, d = synth_scenes(n_s, seed + 7919, shape)
-        ims, labs = a + c, b + d
+        e, f = scenario_scenes(n_sc, seed + 104729, shape)
+        ims, labs = a + c + e, b + d + f
     if cache_dir is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"i{j}": im.astype(np.float32) for j, im in enumerate(ims)}

@@ -165,3 +165,73 @@ class TwinSceneGenerator:
         if lab.max() == 0 and rng.random() < 0.8:  # keep a few empty fields, not many
             return self._labelled_frame(max_defocus_dof)
         return f.image.astype(np.float32), relabel(lab)
+
+
+SEM_SCENARIOS = ("default", "sparse", "dense", "drift-charging", "bam-tio2", "bimodal", "drift", "astigmatism",
+                 "charging", "lowdose", "tilted", "shifted")
+
+
+class ScenarioFrameGenerator:
+    """Labelled frames from the shipped SEM scenarios as an agent acquires them (train seeds only).
+
+    Unlike `TwinSceneGenerator` nothing about the specimen or detector is randomised: each
+    frame picks a scenario and one of its `train_seeds`, a random stage position, a pixel
+    size giving median particles of `d_px_range` px, a dwell of 0.2-4 us and a focus error
+    of N(0, 0.5) depths of field (the measurement regime of `emtwin run`). Training uses the
+    scenarios' `train_seeds`; benchmarks (split="test") and agent episodes use `test_seeds`.
+    """
+
+    def __init__(self, seed: int = 0, shape_px: tuple[int, int] = (256, 256), names: tuple[str, ...] = SEM_SCENARIOS,
+                 d_px_range: tuple[float, float] = (7.0, 28.0), split: str = "train"):
+        from twin.config import load_scenario
+
+        if split not in ("train", "test"):
+            raise ValueError(f"split = {split!r}: must be 'train' or 'test'")
+        self.split = split
+        self.rng = np.random.default_rng(seed)
+        self.shape_px = tuple(int(s) for s in shape_px)
+        self.scenarios = [load_scenario(n) for n in names]
+        self.d_px_range = d_px_range
+        self._twins: dict[tuple[int, int], object] = {}
+
+    def _twin(self):
+        from twin import TwinMicroscope
+
+        k = int(self.rng.integers(len(self.scenarios)))
+        sc = self.scenarios[k]
+        seeds = list(sc.train_seeds if self.split == "train" else sc.test_seeds) or [0 if self.split == "train" else 100]
+        s = int(seeds[int(self.rng.integers(len(seeds)))])
+        if (k, s) not in self._twins:
+            if len(self._twins) > 24:
+                self._twins.clear()
+            self._twins[(k, s)] = TwinMicroscope(sc, seed=s)
+        return self._twins[(k, s)]
+
+    def labelled_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image float32, labels int32) of one measurement-like frame."""
+        from twin import optics, truth
+
+        rng = self.rng
+        for _ in range(20):
+            m = self._twin()
+            sc = m.scenario
+            d_med = min(p.median_diameter_m for p in sc.specimen.populations)
+            px = d_med / _logu(rng, *self.d_px_range)
+            rows, cols = self.shape_px
+            lim = m.limits()
+            fov = px * cols
+            if not lim.fov_m[0] <= fov <= lim.fov_m[1]:
+                continue
+            m.set_fov_m(fov)
+            m.set_scan(shape_px=(rows, cols), dwell_s=_logu(rng, 2e-7, 4e-6))
+            half = 0.4 * min(sc.specimen.extent_m)
+            m.move_stage(x_m=float(rng.uniform(-half, half)), y_m=float(rng.uniform(-half, half)))
+            wd = truth.focus_wd_m(m)
+            dof = px / optics.alpha_rad(sc.optics, wd)
+            m.set_working_distance_m(wd + float(rng.normal(0.0, 0.5)) * dof)
+            f = m.acquire()
+            lab = truth.label_image(m, f)
+            if lab.max() == 0 and rng.random() < 0.8:
+                continue
+            return f.image.astype(np.float32), relabel(lab)
+        raise RuntimeError("ScenarioFrameGenerator: 20 draws without a usable frame")

@@ -114,3 +114,30 @@ def test_policies_do_not_import_the_twin():
             if any(n == "twin" or n.startswith("twin.") for n in names):
                 offenders.append(str(rel))
     assert offenders == []
+
+
+def test_bayes_measures_with_frames_scaled_by_frame_scale(tmp_path, segmenter):
+    tm, exp, summary = run(tmp_path, segmenter, "bayes")
+    measured = [r for r in read_journal(exp.dir.journal)
+                if r.get("method") == "set_scan" and r["result"]["shape_px"] == [512, 768]]
+    assert measured, "bayes should measure on 2x the configured 256x384 frame"
+    assert exp.session.settings.shape_px == (512, 768)
+
+
+def test_frame_scale_is_clipped_to_the_scan_generator(tmp_path, segmenter):
+    tm = TwinMicroscope("default", seed=1)
+    cfg = small_config(tmp_path / "big", policy="bayes", max_frames=10)
+    cfg.policy_options = {"frame_scale": 16.0}
+    exp = Experiment(cfg, tm, segmenter, progress=False)
+    exp.policy.choose_frame()
+    rmax, cmax = tm.limits().shape_px_max
+    assert exp.session.settings.shape_px == (rmax, cmax)
+
+
+@pytest.mark.parametrize("bad", [0.0, float("nan"), "2", True, 17])
+def test_bad_frame_scale_is_refused(tmp_path, segmenter, bad):
+    cfg = small_config(tmp_path / "bad", policy="bayes", max_frames=10)
+    cfg.policy_options = {"frame_scale": bad}
+    exp = Experiment(cfg, TwinMicroscope("default", seed=1), segmenter, progress=False)
+    with pytest.raises(ValueError, match="frame_scale"):
+        exp.policy.choose_frame()

@@ -88,3 +88,16 @@ def test_bad_input_raises():
         metrics.size_wasserstein([], [1.0])
     with pytest.raises(PerceptionInputError):
         metrics.size_wasserstein([np.nan], [1.0])
+
+
+def test_matched_diameter_bias_hand_case():
+    gt = np.zeros((20, 20), np.int32)
+    gt[0:4, 0:4] = 1   # 16 px
+    gt[10:14, 10:14] = 2
+    pred = np.zeros_like(gt)
+    pred[0:4, 0:5] = 7  # 20 px, IoU 0.8 with gt 1
+    pred[18:20, 18:20] = 3  # spurious: not matched
+    bias, n = metrics.matched_diameter_bias(gt, pred)
+    assert n == 1
+    assert bias == pytest.approx(np.sqrt(20 / 16) - 1)
+    assert np.isnan(metrics.matched_diameter_bias(gt, np.zeros_like(gt))[0])
