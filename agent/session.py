@@ -42,7 +42,7 @@ class MeasureSettings:
     survey_pixel_size_m: float = 50e-9
     survey_shape_px: tuple[int, int] = (768, 1024)
     survey_dwell_s: float = 200e-9
-    focus_shape_px: tuple[int, int] = (256, 256)
+    focus_shape_px: tuple[int, int] = (512, 512)
     min_confidence: float = 0.8  # detections with a lower mean foreground probability are dropped
     field_gap_m: float = 2.5e-6  # spacing between measurement fields; must exceed stage backlash + repeatability
 
@@ -84,6 +84,7 @@ class SessionState:
     focus_trace: list[tuple[float, float, float]] = field(default_factory=list)  # (t, x, wd)
     survey_fields: list[tuple[float, float, float, float]] = field(default_factory=list)
     last_estimate: Estimate | None = None
+    max_extent_m: float = 0.0  # largest bounding-box side of a whole particle seen so far
     policy_state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -251,6 +252,23 @@ class Session:
         return pixel_m / alpha
 
     # ---- measurement ---------------------------------------------------------------------------
+    def guard_px(self, pixel_m: float) -> int:
+        """Guard-frame width (px) at this pixel size (see `measure_field`)."""
+        return int(math.ceil(0.6 * self.state.max_extent_m / pixel_m)) + 1
+
+    def _accepted(self, t: Any, pixel_m: float, shape: tuple[int, int]) -> np.ndarray:
+        """Mask of detections that are confident, whole, and centred inside the guard frame."""
+        if not len(t):
+            return np.zeros(0, bool)
+        whole = ~np.asarray(t["touches_border"], dtype=bool)
+        ok = whole & (np.asarray(t["confidence"]) >= self.settings.min_confidence)
+        if ok.any():
+            ext = float(np.asarray(t["extent_px"])[ok].max()) * pixel_m
+            self.state.max_extent_m = max(self.state.max_extent_m, ext)
+        g = min(self.guard_px(pixel_m), min(shape) // 10)  # a merged cluster must not blank the frame
+        r, c = np.asarray(t["centroid_row_px"]), np.asarray(t["centroid_col_px"])
+        return ok & (r >= g) & (r <= shape[0] - 1 - g) & (c >= g) & (c <= shape[1] - 1 - g)
+
     def goto_field(self, x_m: float, y_m: float) -> None:
         """Move to (x, y), set measurement magnification and the focus map's working distance."""
         s = self.settings
@@ -269,17 +287,21 @@ class Session:
     def measure_field(self, x_m: float, y_m: float) -> FieldRecord:
         """Acquire one measurement frame at (x, y), segment it and catalogue new particles.
 
-        Particles touching the frame border, and detections less confident than
-        `settings.min_confidence`, are excluded; the belief is updated.
+        Sizing is kept free of edge bias with a guard frame: a particle counts only if its
+        centroid lies at least g px inside every edge, with g = 0.6 x the largest whole
+        particle seen so far (+1 px; at most a tenth of the frame). Such particles are never cut by the frame, so which
+        ones are kept does not depend on their size (the guard-area rule of unbiased
+        stereology: Gundersen 1977, J. Microsc. 111:219; Miles 1978), whereas simply dropping
+        particles that touch the border loses large ones more often. Detections less
+        confident than `settings.min_confidence` are dropped; the belief is updated.
         """
         self.goto_field(x_m, y_m)
         frame = self._acquire("measure")
         if frame.meta.depth_of_field_m:
             self.state.policy_state["alpha_rad"] = frame.meta.pixel_size_m / frame.meta.depth_of_field_m
         seg = self.segmenter.segment(frame.image, frame.meta.pixel_size_m)
+        inside = self._accepted(seg.particles, frame.meta.pixel_size_m, frame.image.shape)
         t = seg.particles
-        inside = (~np.asarray(t["touches_border"], dtype=bool)
-                  & (np.asarray(t["confidence"]) >= self.settings.min_confidence)) if len(t) else np.zeros(0, bool)
         rows = np.asarray(t["centroid_row_px"])[inside] if len(t) else np.empty(0)
         cols = np.asarray(t["centroid_col_px"])[inside] if len(t) else np.empty(0)
         diam = np.asarray(t["equivalent_diameter_m"])[inside] if len(t) else np.empty(0)

@@ -64,7 +64,7 @@ def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
 
 
 COLUMNS = ("id", "centroid_x_m", "centroid_y_m", "centroid_row_px", "centroid_col_px", "area_m2",
-           "area_px", "equivalent_diameter_m", "eccentricity", "solidity", "touches_border",
+           "area_px", "equivalent_diameter_m", "extent_px", "eccentricity", "solidity", "touches_border",
            "confidence")
 
 
@@ -110,6 +110,7 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
     col = {k: np.zeros(n, np.float64) for k in COLUMNS}
     col["id"] = np.zeros(n, np.int64)
     col["area_px"] = np.zeros(n, np.int64)
+    col["extent_px"] = np.zeros(n, np.int64)
     col["touches_border"] = np.zeros(n, bool)
     for i, p in enumerate(props):
         r0, c0, r1, c1 = p.bbox
@@ -122,6 +123,7 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
         col["area_px"][i] = p.area
         col["area_m2"][i] = p.area * pixel_size_m ** 2
         col["equivalent_diameter_m"][i] = np.sqrt(4.0 * p.area / np.pi) * pixel_size_m
+        col["extent_px"][i] = max(r1 - r0, c1 - c0)  # bounding-box side, for guard frames
         col["eccentricity"][i] = p.eccentricity if p.area > 1 else 0.0
         col["solidity"][i] = p.solidity if p.area > 2 else 1.0
         col["touches_border"][i] = r0 == 0 or c0 == 0 or r1 == h or c1 == w

@@ -30,6 +30,8 @@ def _pretrain(sub) -> None:
     p.add_argument("--images", action="append", metavar="DIR", help="also pretrain on this folder (repeatable)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of --images (data bar)")
     p.add_argument("--init", default=None, help="continue from these encoder weights (.npz)")
+    p.add_argument("--target-sigma-px", type=float, default=1.5,
+                   help="Gaussian smoothing (px) of the reconstruction target; 0 = raw pixels [1.5]")
     p.set_defaults(func=_run("cmd_pretrain"))
 
 

@@ -25,6 +25,8 @@ class Policy(ABC):
         """Acquire until `session.done()` (resumable: continue from `self.state`)."""
 
     # ---- shared steps -----------------------------------------------------------------------
+    fine_initial_focus = True  # False: the first measurement field's refocus serves instead
+
     def initial_focus(self) -> None:
         """Coarse then fine two-frame focus (survey, then measurement scale) at the start."""
         if self.state.get("initial_focus_done"):
@@ -35,8 +37,9 @@ class Policy(ABC):
         s.scope.set_fov_m(st.survey_pixel_size_m * 256)
         s.scope.set_scan(shape_px=(256, 256), dwell_s=st.survey_dwell_s)
         s.focus(method="two_point", coarse=True)
-        s.goto_field(pose.x_m, pose.y_m)
-        s.focus(method="two_point")
+        if self.fine_initial_focus:
+            s.goto_field(pose.x_m, pose.y_m)
+            s.focus(method="two_point")
         self.state["initial_focus_done"] = True
         self.state["start_xy"] = (pose.x_m, pose.y_m)
 

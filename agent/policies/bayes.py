@@ -27,6 +27,7 @@ class BayesPolicy(Policy):
     name = "bayes"
     target_px_per_diameter = 14.0
     frame_scale: float = 2.0  # measurement frame side relative to the configured shape
+    fine_initial_focus = False  # the focus map is empty, so the first field is refocused anyway
 
     # ---- hooks the oracle overrides -----------------------------------------------------------
     def sites(self) -> Sites:

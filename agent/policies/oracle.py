@@ -64,6 +64,7 @@ class OraclePolicy(BayesPolicy):
 
     def run(self) -> None:
         s = self.session
+        self.choose_frame()
         self.initial_focus()
         while not s.done():
             best = self.best_field()

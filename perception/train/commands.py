@@ -52,7 +52,8 @@ def cmd_pretrain(args: argparse.Namespace) -> dict:
     sampler, n_images = _unlabelled_sampler(args, rng, args.crop)
     t_data = time.time() - t0
     cfg = PretrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-                         time_budget_s=args.time_budget_s)
+                         time_budget_s=args.time_budget_s,
+                         target_sigma_px=getattr(args, "target_sigma_px", PretrainConfig.target_sigma_px))
     model, rec = pretrain_encoder(sampler, cfg, encoder_init=args.init)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ is channels-first so that the ONNX graph is plain Conv/ReduceMean ops.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -115,16 +117,33 @@ class Encoder(nn.Module):
         return feats
 
 
+def gaussian_blur(img: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Separable Gaussian blur of (n, c, h, w) with reflect padding; identity for sigma <= 0."""
+    if sigma_px <= 0:
+        return img
+    r = max(1, int(math.ceil(3 * sigma_px)))
+    x = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
+    k = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    k = k / k.sum()
+    c = img.shape[1]
+    out = F.conv2d(F.pad(img, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 class FCMAE(nn.Module):
     """Fully-convolutional masked autoencoder: hide random patches, reconstruct their pixels.
 
     Loss: mean-squared error on hidden patches only, targets normalised per patch (MAE's
     "norm_pix_loss"). The patch size equals the encoder's total stride (32 px).
+    `target_sigma_px` > 0 smooths the target with a Gaussian first: in shot-noise-limited
+    SEM frames most per-pixel variance is unpredictable noise, so a raw-pixel target teaches
+    little (MaskFeat, Wei et al. CVPR 2022, likewise replaces raw pixels by a less noisy target).
     """
 
-    def __init__(self, cfg: NetConfig, mask_ratio: float = 0.6, dec_dim: int = 128):
+    def __init__(self, cfg: NetConfig, mask_ratio: float = 0.6, dec_dim: int = 128, target_sigma_px: float = 0.0):
         super().__init__()
         self.cfg = cfg
+        self.target_sigma_px = float(target_sigma_px)
         self.encoder = Encoder(cfg)
         self.patch = 32
         self.mask_ratio = mask_ratio
@@ -150,7 +169,7 @@ class FCMAE(nn.Module):
         z = self.proj(feats[-1])
         z = z * (1 - mask) + self.mask_token * mask
         pred = self.pred(self.dec(z))  # n, p*p*c, h, w
-        target = F.unfold(img, self.patch, stride=self.patch)  # n, c*p*p, h*w
+        target = F.unfold(gaussian_blur(img, self.target_sigma_px), self.patch, stride=self.patch)  # n, c*p*p, h*w
         target = target.view(n, -1, h, w)
         mu = target.mean(1, keepdim=True)
         var = target.var(1, keepdim=True)

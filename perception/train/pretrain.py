@@ -20,6 +20,7 @@ class PretrainConfig:
     crop: int = 128
     lr: float = 1.5e-3
     mask_ratio: float = 0.6
+    target_sigma_px: float = 1.5  # Gaussian smoothing of the reconstruction target (px)
     seed: int = 0
     time_budget_s: float | None = None
 
@@ -29,7 +30,7 @@ def pretrain_encoder(sampler, cfg: PretrainConfig, net: NetConfig | None = None,
     """Run FCMAE on crops from `sampler` (`.batch(n)` -> (n,1,c,c) float32); return model + record."""
     g = seed_everything(cfg.seed)
     net = net or NetConfig()
-    model = FCMAE(net, mask_ratio=cfg.mask_ratio)
+    model = FCMAE(net, mask_ratio=cfg.mask_ratio, target_sigma_px=cfg.target_sigma_px)
     if encoder_init is not None:
         load_state(model.encoder, encoder_init)
     opt, sched = make_optimizer(model.parameters(), lr=cfg.lr, steps=cfg.steps, time_budget_s=cfg.time_budget_s)
