@@ -7,7 +7,9 @@ failure and is left out of the means):
   episode stops at its target, so for a successful one this is the cost of reaching it; an
   episode that ran out of budget counts its whole budget (``target_reached_rate`` says how often).
 - ``success_rate``: target reached and the truth within the target (errors count as failures);
-  ``target_reached_rate``: the stopping rule fired; ``error_rate``: episodes that raised.
+  ``target_reached_rate``: the stopping rule fired; ``error_rate``: episodes that raised;
+  ``coverage``: share of episodes whose credible interval contains the true mean (calibration:
+  should be near the credibility, 95 %, when sizing is unbiased).
 - ``focus_frames_per_refocus``: mean focus frames per autofocus call.
 - ``focus_error_dof_p95``: mean over episodes of the 95th percentile of |working distance −
   in-focus| at the measured fields, in depths of field.
@@ -30,7 +32,7 @@ import numpy as np
 from .sweep import append_jsonl, expand, run_sweep
 from .thresholds import CheckReport, Lookup, Threshold, check, load_thresholds
 
-FIGURES = ("success_rate", "target_reached_rate", "error_rate", "instrument_s", "electrons",
+FIGURES = ("success_rate", "target_reached_rate", "coverage", "error_rate", "instrument_s", "electrons",
            "focus_frames_per_refocus", "focus_error_dof_p95", "rel_error_abs", "particles", "fields", "episodes")
 #: ratios shown in the table when both policies ran: (numerator, denominator)
 TABLE_RATIOS = (("raster", "bayes"), ("expert", "bayes"), ("spiral", "bayes"), ("bayes", "oracle"))
@@ -51,6 +53,7 @@ def figures(episodes: Sequence[dict[str, Any]]) -> dict[str, float | None]:
         "episodes": float(n),
         "success_rate": sum(bool(e.get("success")) for e in episodes) / n if n else None,
         "target_reached_rate": sum(bool(e.get("target_reached")) for e in episodes) / n if n else None,
+        "coverage": (sum(bool(e.get("truth_in_interval")) for e in ok) / len(ok)) if ok else None,
         "error_rate": (n - len(ok)) / n if n else None,
         "instrument_s": _mean([e.get("instrument_s") for e in ok]),
         "electrons": _mean([e.get("electrons") for e in ok]),
@@ -124,14 +127,14 @@ def _fmt(v: float | None, spec: str = ".3g") -> str:
 
 def format_table(agg: dict) -> str:
     """Markdown: one row per scenario and policy, then the ratio table."""
-    head = ("| scenario | policy | episodes | success | target reached | instrument s | electrons | "
+    head = ("| scenario | policy | episodes | success | target reached | CI coverage | instrument s | electrons | "
             "focus frames / refocus | focus error p95 (DoF) | abs rel error (median) | time / oracle | dose / oracle | failed |")
-    lines = [head, "|" + "|".join(["---"] * 13) + "|"]
+    lines = [head, "|" + "|".join(["---"] * 14) + "|"]
     for sc, pols in agg.items():
         for pol, f in pols.items():
             lines.append("| " + " | ".join([
                 sc, pol, f"{f['episodes']:.0f}", _fmt(f["success_rate"], ".0%"), _fmt(f["target_reached_rate"], ".0%"),
-                _fmt(f["instrument_s"], ".1f"), _fmt(f["electrons"], ".2e"), _fmt(f["focus_frames_per_refocus"], ".2f"),
+                _fmt(f["coverage"], ".0%"), _fmt(f["instrument_s"], ".1f"), _fmt(f["electrons"], ".2e"), _fmt(f["focus_frames_per_refocus"], ".2f"),
                 _fmt(f["focus_error_dof_p95"], ".2f"), _fmt(f["rel_error_abs"], ".1%"),
                 _fmt(ratio(agg, sc, pol, "oracle", "instrument_s"), ".2f"),
                 _fmt(ratio(agg, sc, pol, "oracle", "electrons"), ".2f"),

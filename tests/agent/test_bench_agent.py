@@ -22,6 +22,11 @@ def test_figures_per_scenario_and_policy():
     assert list(agg) == ["default", "all"]
 
 
+def test_coverage_counts_intervals_that_contain_the_truth():
+    eps = [episode("default", "bayes", 100 + i, 10.0, 1e9, truth_in_interval=i < 3) for i in range(4)]
+    assert aggregate(eps)["default"]["bayes"]["coverage"] == pytest.approx(0.75)
+
+
 def test_ratios_and_pooled_geometric_mean():
     eps = EPISODES + [episode("sparse", "bayes", 110, 20.0, 1e9), episode("sparse", "raster", 110, 180.0, 1e9)]
     agg = aggregate(eps)
@@ -37,7 +42,7 @@ def test_table_and_outputs(tmp_path):
     table = format_table(agg)
     rows = [line for line in table.splitlines() if line.startswith("| default |")]
     assert len(rows) == 4  # three policies + the ratio row
-    assert "| default | raster | 2 | 50% | 50% | 48.0 | 4.00e+09 |" in table
+    assert "| default | raster | 2 | 50% | 50% | 0% | 48.0 | 4.00e+09 |" in table
     assert "| default | 4.00 | 4.00 | 2.00 | 2.00 |" in table  # raster/bayes and bayes/oracle, time and dose
     result = {"options": {}, "aggregate": agg, "table": table, "episodes": EPISODES}
     written = write_outputs(result, tmp_path)
