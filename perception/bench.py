@@ -4,7 +4,8 @@ Sections (each can be skipped; each records its own wall time):
 1. twin     : segmentation on held-out twin scenes (seeds disjoint from training).
 1b. scenarios: segmentation on frames of the shipped SEM scenarios' test specimens in the
               agent's measurement regime (7-28 px particles, near focus), with the sizing
-              bias of matched particles and of the agent's rule (no border, confidence >= 0.8).
+              bias of matched particles (raw outlines, and after the model's size calibration)
+              and of the agent's rule (no border, confidence >= 0.8, calibrated diameters).
 2. real     : segmentation on the labelled EMPS test split (sim-to-real), for each given model
               (e.g. shipped vs adapted), next to the classical Otsu + watershed floor.
 3. ablation : SSL vs no-SSL fine-tuning with 8 labelled scenes -> error reduction rate
@@ -88,28 +89,31 @@ def _interior_diameters(labels: np.ndarray) -> np.ndarray:
 def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confidence: float = 0.8) -> dict:
     """Scores on scenario test frames, plus sizing biases (matched pairs; the agent's rule)."""
     from . import Segmenter
+    from .calibrate import apply_size_calibration, matched_diameters
 
     frames = frames if frames is not None else scenario_test_frames(n)
     out = {}
     for name, path in models.items():
         seg = Segmenter(path)
-        rows, nb, d_pred, d_true = [], [], [], []
+        rows, pairs, d_pred, d_true = [], [], [], []
         for img, gt in frames:
             lab, tab = seg.segment(img, 1e-9)
             rows.append(metrics.summarize(gt, lab))
-            nb.append(metrics.matched_diameter_bias(gt, lab))
+            pairs.append(matched_diameters(gt, lab))
             if len(tab):
                 ok = ~np.asarray(tab["touches_border"], bool) & (np.asarray(tab["confidence"]) >= min_confidence)
                 d_pred.append(np.asarray(tab["equivalent_diameter_m"])[ok] / 1e-9)
             d_true.append(_interior_diameters(gt))
-        w = np.array([k for _, k in nb], float)
-        b = np.array([0.0 if k == 0 else v for v, k in nb])
+        mp = np.concatenate([p for p, _ in pairs])
+        mt = np.concatenate([t for _, t in pairs])
+        mc = apply_size_calibration(mp, seg.size_calibration)
         dp = np.concatenate(d_pred) if d_pred else np.empty(0)
         dt = np.concatenate(d_true)
         out[name] = {"aji_plus": _mean(r["aji_plus"] for r in rows), "f1_50": _mean(r["f1_50"] for r in rows),
                      "pq": _mean(r["pq"] for r in rows), "n_images": len(rows),
                      "n_gt": int(sum(r["n_gt"] for r in rows)), "n_pred": int(sum(r["n_pred"] for r in rows)),
-                     "matched_diam_bias": float((w * b).sum() / max(w.sum(), 1.0)),
+                     "matched_diam_bias_raw": float(mp.sum() / mt.sum() - 1) if mt.size else float("nan"),
+                     "matched_diam_bias": float(mc.sum() / mt.sum() - 1) if mt.size else float("nan"),
                      "agent_rule_mean_diam_bias": float(dp.mean() / dt.mean() - 1) if dp.size and dt.size else float("nan")}
     return out
 

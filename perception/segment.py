@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from .calibrate import apply_size_calibration
 from ._common import check_image, check_positive, load_record, normalise, onnx_session, resolve_model
 from .instances import ParticleTable, maps_to_instances, particle_table, sigmoid
 from .tiling import predict_tiled
@@ -50,8 +51,9 @@ class Segmenter:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, int8: bool = False, threads: int = 2,
-                 tile: int = 2048, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
-                 min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0):
+                 tile: int = 256, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
+                 min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0,
+                 calibrated: bool = True):
         self.model_path = resolve_model(model, "segmenter", int8=int8)
         self.record = load_record(self.model_path)
         self.session = onnx_session(self.model_path, threads)
@@ -60,6 +62,7 @@ class Segmenter:
         self.fg_thr, self.seed_thr, self.min_area_px = float(fg_thr), float(seed_thr), int(min_area_px)
         self.invert = invert
         self.auto_max_px = float(auto_max_px)
+        self.size_calibration = self.record.get("size_calibration") if calibrated else None
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
@@ -97,6 +100,7 @@ class Segmenter:
         """
         check_image(image)
         px = check_positive(pixel_size_m, "pixel_size_m", 0.0, 1e-2)
+        s = 1.0
         if scale == "auto":
             labels, fg = self._labels_at(image, 1.0)
             d = _typical_diameter_px(fg > self.fg_thr)
@@ -106,7 +110,17 @@ class Segmenter:
         else:
             s = check_positive(scale, "scale", 0.0, 4.0)
             labels, fg = self._labels_at(image, s)
-        return Segmentation(labels, particle_table(labels, px, confidence_map=fg))
+        return Segmentation(labels, self._calibrate(particle_table(labels, px, confidence_map=fg), px, s))
+
+    def _calibrate(self, table: ParticleTable, px: float, scale: float) -> ParticleTable:
+        """Subtract the model's outline offset (`perception.calibrate`) from diameters and areas."""
+        if not self.size_calibration or not len(table):
+            return table
+        d_inf = table["equivalent_diameter_m"] / px * scale  # diameter in inference pixels
+        d = apply_size_calibration(d_inf, self.size_calibration) / scale * px
+        table.columns["equivalent_diameter_m"] = d
+        table.columns["area_m2"] = np.pi * d * d / 4.0
+        return table
 
     def __repr__(self) -> str:
         return f"Segmenter(model={Path(self.model_path).name!r}, tile={self.tile}, overlap={self.overlap})"

@@ -1,4 +1,4 @@
-"""`emtwin train {pretrain,segment,restore,focus}`: train perception models and export ONNX.
+"""`emtwin train {pretrain,segment,restore,focus,calibrate}`: train perception models and export ONNX.
 
 Artefacts go to perception/models/ by default, each with a JSON record (config, seed,
 command, time taken) so that the shipped models can be reproduced.
@@ -16,6 +16,7 @@ def register(subparsers) -> None:
     _segment(sub)
     _restore(sub)
     _focus(sub)
+    _calibrate(sub)
 
 
 def _common(p, **kw):
@@ -57,6 +58,24 @@ def _focus(sub) -> None:
     _common(p, steps=2000, batch=16, crop=128, lr=2e-3, name="focus")
     p.add_argument("--delta-dof", type=float, default=2.0, help="+/- working-distance step in depths of field")
     p.set_defaults(func=_run("cmd_focus"))
+
+
+def _calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit a segmenter's sizing calibration on train-seed twin frames "
+                                         "and store it in the model's JSON record")
+    p.add_argument("--model", default=None, help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
+    p.add_argument("--n-frames", type=int, default=120, help="labelled 512x512 scenario frames [120]")
+    p.add_argument("--seed", type=int, default=12345)
+
+    def func(args: argparse.Namespace) -> int:
+        from perception.calibrate import calibrate_model
+
+        cal = calibrate_model(args.model, n_frames=args.n_frames, seed=args.seed)
+        rows = ", ".join(f"{d:.1f} px: {o:+.2f} px" for d, o in zip(cal["d_px"], cal["offset_px"]))
+        print(f"diameter offset by predicted size: {rows} ({sum(cal['pairs'])} matched particles, {cal['time_s']} s)")
+        return 0
+
+    p.set_defaults(func=func)
 
 
 def _run(name: str):

@@ -1,0 +1,55 @@
+"""Sizing calibration: fitted offsets per size bin, applied to the segmenter's diameters."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception import Segmenter
+from perception.calibrate import apply_size_calibration, fit_size_calibration, matched_diameters
+
+
+def test_fit_recovers_a_known_offset_per_bin():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(5, 40, 2000)
+    pred = true + np.where(true < 16, 0.6, 0.1) + rng.normal(0, 0.05, true.size)
+    cal = fit_size_calibration(pred, true)
+    small = np.interp(10.0, cal["d_px"], cal["offset_px"])
+    large = np.interp(35.0, cal["d_px"], cal["offset_px"])
+    assert small == pytest.approx(0.6, abs=0.05) and large == pytest.approx(0.1, abs=0.05)
+    corrected = apply_size_calibration(pred, cal)
+    assert abs(corrected.mean() / true.mean() - 1) < abs(pred.mean() / true.mean() - 1) / 3
+
+
+def test_fit_needs_enough_pairs_and_matching_shapes():
+    with pytest.raises(ValueError, match="bin"):
+        fit_size_calibration(np.array([10.0, 11.0]), np.array([9.5, 10.5]))
+    with pytest.raises(ValueError, match="equal length"):
+        fit_size_calibration(np.ones(3), np.ones(4))
+
+
+def test_apply_without_calibration_is_identity_and_never_halves():
+    d = np.array([2.0, 10.0])
+    assert np.array_equal(apply_size_calibration(d, None), d)
+    cal = {"d_px": [5.0], "offset_px": [3.0]}
+    assert np.allclose(apply_size_calibration(d, cal), [1.0, 7.0])
+
+
+def test_matched_diameters_hand_case():
+    gt = np.zeros((10, 10), np.int32)
+    gt[1:5, 1:5] = 1
+    pred = np.zeros_like(gt)
+    pred[1:5, 1:6] = 4
+    p, t = matched_diameters(gt, pred)
+    assert p == pytest.approx([2 * np.sqrt(20 / np.pi)]) and t == pytest.approx([2 * np.sqrt(16 / np.pi)])
+
+
+def test_segmenter_applies_the_shipped_calibration():
+    seg, raw = Segmenter(), Segmenter(calibrated=False)
+    if not seg.size_calibration:
+        pytest.skip("the shipped segmenter has no size calibration")
+    yy, xx = np.mgrid[:128, :128]
+    img = np.where((yy - 64) ** 2 + (xx - 64) ** 2 < 36, 50000, 8000).astype(np.uint16)
+    a, b = seg.segment(img, 5e-9).particles, raw.segment(img, 5e-9).particles
+    assert len(a) == len(b) >= 1
+    assert np.all(a["equivalent_diameter_m"] <= b["equivalent_diameter_m"] + 1e-15)
+    assert np.allclose(a["area_m2"], np.pi * a["equivalent_diameter_m"] ** 2 / 4)
