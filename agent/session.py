@@ -42,7 +42,7 @@ class MeasureSettings:
     survey_pixel_size_m: float = 50e-9
     survey_shape_px: tuple[int, int] = (768, 1024)
     survey_dwell_s: float = 200e-9
-    focus_shape_px: tuple[int, int] = (512, 512)
+    focus_shape_px: tuple[int, int] = (256, 256)
     min_confidence: float = 0.8  # detections with a lower mean foreground probability are dropped
     field_gap_m: float = 2.5e-6  # spacing between measurement fields; must exceed stage backlash + repeatability
 

@@ -8,8 +8,8 @@ is stage travel + frame time + a refocus when the focus map is uncertain there. 
 with the best information per second is measured next; when no candidate is worth more
 than surveying a new area, the policy surveys along a spiral. The pixel size adapts after
 the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Measurement frames
-have twice the configured side (`frame_scale` option; 1536×2048 by default): a stage move
-frame size, so four times the area per move saves about three moves per four fields. Stops
+and focus rasters have twice the configured side (`frame_scale` option; 1536×2048 and 512²
+by default): a stage move costs ~0.5 s of settling whatever the frame size, so four times the area per move saves about three moves per four fields. Stops
 with the Bayesian rule.
 """
 from __future__ import annotations
@@ -56,16 +56,22 @@ class BayesPolicy(Policy):
 
     # ---- planning ------------------------------------------------------------------------------
     def choose_frame(self) -> None:
-        """Scale the measurement frame by `frame_scale`, within the scan generator's limits."""
+        """Scale measurement and focus frames by `frame_scale`, within the scan generator's limits.
+
+        Larger focus rasters (512² by default) nearly always hold a particle, so the two-frame
+        focus rarely needs a preview to aim at one.
+        """
         s = self.session
         if self.state.get("frame_set"):
             return
         k = self.options.get("frame_scale", self.frame_scale)
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0.1 <= k <= 16:
             raise ValueError(f"policy option frame_scale = {k!r}: must be a number in [0.1, 16]")
-        rows, cols = s.settings.shape_px
         rmax, cmax = s.scope.limits().shape_px_max
-        s.settings.shape_px = (int(min(round(rows * k), rmax)), int(min(round(cols * k), cmax)))
+        for name in ("shape_px", "focus_shape_px"):
+            rows, cols = getattr(s.settings, name)
+            setattr(s.settings, name, (int(min(round(rows * k), rmax)), int(min(round(cols * k), cmax))))
+        s.autofocus.shape_px = s.settings.focus_shape_px
         self.state["frame_set"] = True
 
     def adapt_pixel_size(self) -> None:
