@@ -77,20 +77,12 @@ def scenario_test_frames(n: int = 36, shape=(512, 512), seed: int = TEST_SEED + 
     return [gen.labelled_frame() for _ in range(n)]
 
 
-def _interior_diameters(labels: np.ndarray) -> np.ndarray:
-    """Equivalent diameters (px) of instances not touching the image border."""
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    area = np.bincount(labels.ravel()).astype(float)
-    keep = area > 0
-    keep[0] = False
-    keep[border[border < keep.size]] = False
-    return 2.0 * np.sqrt(area[keep] / np.pi)
-
-
 def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confidence: float = 0.8) -> dict:
     """Scores on scenario test frames, plus sizing biases (matched pairs; the agent's rule)."""
     from . import Segmenter
-    from .calibrate import apply_size_calibration, matched_diameters
+    from .calibrate import apply_size_calibration
+    from .instances import particle_table
+    from .metrics import matched_diameters
 
     frames = frames if frames is not None else scenario_test_frames(n)
     out = {}
@@ -104,7 +96,8 @@ def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confid
             if len(tab):
                 ok = ~np.asarray(tab["touches_border"], bool) & (np.asarray(tab["confidence"]) >= min_confidence)
                 d_pred.append(np.asarray(tab["equivalent_diameter_m"])[ok] / 1e-9)
-            d_true.append(_interior_diameters(gt))
+            truth = particle_table(gt, 1e-9)
+            d_true.append(np.asarray(truth["equivalent_diameter_m"])[~np.asarray(truth["touches_border"], bool)] / 1e-9)
         mp = np.concatenate([p for p, _ in pairs])
         mt = np.concatenate([t for _, t in pairs])
         mc = apply_size_calibration(mp, seg.size_calibration)

@@ -12,22 +12,10 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from .metrics import _iou, overlap_matrices
+from .metrics import matched_diameters
 
 DEFAULT_EDGES_PX = (0.0, 6.0, 9.0, 12.0, 16.0, 22.0, 30.0, 45.0, 70.0)
-
-
-def matched_diameters(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) equivalent diameters (px) of one-to-one matches at IoU > thr."""
-    inter, ag, ap = overlap_matrices(gt, pred)
-    if len(ag) == 0 or len(ap) == 0:
-        return np.empty(0), np.empty(0)
-    iou, _ = _iou(inter, ag, ap)
-    r, c = linear_sum_assignment(-iou)
-    ok = iou[r, c] > thr
-    return 2 * np.sqrt(ap[c[ok]] / np.pi), 2 * np.sqrt(ag[r[ok]] / np.pi)
 
 
 def fit_size_calibration(pred_px: np.ndarray, true_px: np.ndarray, edges: Iterable[float] = DEFAULT_EDGES_PX,

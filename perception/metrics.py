@@ -92,21 +92,27 @@ def match_at_iou(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[in
     return tp, len(ap) - tp, len(ag) - tp, float(iou[r, c][ok].sum())
 
 
+def matched_diameters(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) area-equivalent diameters (px) of one-to-one matches at IoU > thr."""
+    gt, pred = _check_pair(gt, pred)
+    inter, ag, ap = overlap_matrices(gt, pred)
+    if len(ag) == 0 or len(ap) == 0:
+        return np.empty(0), np.empty(0)
+    iou, _ = _iou(inter, ag, ap)
+    r, c = linear_sum_assignment(-iou)
+    ok = iou[r, c] > thr
+    return 2 * np.sqrt(ap[c[ok]] / np.pi), 2 * np.sqrt(ag[r[ok]] / np.pi)
+
+
 def matched_diameter_bias(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[float, int]:
     """(sum pred d / sum gt d - 1, number of matches) over one-to-one matches at IoU > thr.
 
     Diameters are area-equivalent; NaN when nothing matches.
     """
-    gt, pred = _check_pair(gt, pred)
-    inter, ag, ap = overlap_matrices(gt, pred)
-    if len(ag) == 0 or len(ap) == 0:
+    dp, dt = matched_diameters(gt, pred, thr)
+    if dt.size == 0:
         return float("nan"), 0
-    iou, _ = _iou(inter, ag, ap)
-    r, c = linear_sum_assignment(-iou)
-    ok = iou[r, c] > thr
-    if not ok.any():
-        return float("nan"), 0
-    return float(np.sqrt(ap[c[ok]]).sum() / np.sqrt(ag[r[ok]]).sum() - 1.0), int(ok.sum())
+    return float(dp.sum() / dt.sum() - 1.0), int(dt.size)
 
 
 def f1_at_iou(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> float:

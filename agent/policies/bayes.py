@@ -9,8 +9,8 @@ with the best information per second is measured next; when no candidate is wort
 than surveying a new area, the policy surveys along a spiral. The pixel size adapts after
 the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Measurement frames
 and focus rasters have twice the configured side (`frame_scale` option; 1536×2048 and 512²
-by default): a stage move costs ~0.5 s of settling whatever the frame size, so four times the area per move saves about three moves per four fields. Stops
-with the Bayesian rule.
+by default): a stage move costs ~0.5 s of settling whatever the frame size, so four times
+the area per move saves about three moves in four. Stops with the Bayesian rule.
 """
 from __future__ import annotations
 

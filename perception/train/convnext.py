@@ -143,6 +143,8 @@ class FCMAE(nn.Module):
     def __init__(self, cfg: NetConfig, mask_ratio: float = 0.6, dec_dim: int = 128, target_sigma_px: float = 0.0):
         super().__init__()
         self.cfg = cfg
+        if not (isinstance(target_sigma_px, (int, float)) and math.isfinite(target_sigma_px) and target_sigma_px >= 0):
+            raise ValueError(f"target_sigma_px = {target_sigma_px!r}: must be a finite number >= 0 (px)")
         self.target_sigma_px = float(target_sigma_px)
         self.encoder = Encoder(cfg)
         self.patch = 32

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from perception import Segmenter
-from perception.calibrate import apply_size_calibration, fit_size_calibration, matched_diameters
+from perception.calibrate import apply_size_calibration, fit_size_calibration
+from perception.metrics import matched_diameters
 
 
 def test_fit_recovers_a_known_offset_per_bin():

@@ -41,3 +41,11 @@ def test_mix_includes_scenario_frames(tmp_path):
     ims, labs = labelled_scenes("mix", 4, 0, (64, 64), cache_dir=tmp_path, synth_fraction=0.25, scenario_fraction=0.5)
     assert len(ims) == len(labs) == 4
     assert any("sc0.5" in p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, float("inf")])
+def test_fcmae_refuses_a_bad_target_sigma(bad):
+    from perception.train.convnext import FCMAE, NetConfig
+
+    with pytest.raises(ValueError, match="target_sigma_px"):
+        FCMAE(NetConfig(), target_sigma_px=bad)
