@@ -17,6 +17,8 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
+from .significance import contrast_snr
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
@@ -65,7 +67,7 @@ def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
 
 COLUMNS = ("id", "centroid_x_m", "centroid_y_m", "centroid_row_px", "centroid_col_px", "area_m2",
            "area_px", "equivalent_diameter_m", "extent_px", "eccentricity", "solidity", "touches_border",
-           "confidence")
+           "confidence", "contrast_snr")
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,8 +104,10 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.ndarray | None = None) -> ParticleTable:
-    """Measure every instance of `labels` (regionprops); `confidence_map` in [0,1] is averaged per instance."""
+def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.ndarray | None = None,
+                   image: np.ndarray | None = None) -> ParticleTable:
+    """Measure every instance of `labels` (regionprops); `confidence_map` in [0,1] is averaged per
+    instance; with `image`, `contrast_snr` is the Rose contrast SNR (`significance`), else NaN."""
     h, w = labels.shape
     props = regionprops(labels)
     n = len(props)
@@ -131,4 +135,9 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
             col["confidence"][i] = float(confidence_map[p.coords[:, 0], p.coords[:, 1]].mean())
         else:
             col["confidence"][i] = 1.0
+    if image is not None:
+        snr = contrast_snr(image, labels)
+        col["contrast_snr"] = np.array([snr[p.label - 1] for p in props], np.float64)
+    else:
+        col["contrast_snr"][:] = np.nan
     return ParticleTable(col)

@@ -14,8 +14,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .calibrate import apply_size_calibration
-from ._common import check_image, check_positive, load_record, normalise, onnx_session, resolve_model
+from ._common import PerceptionInputError, check_image, check_positive, load_record, normalise, onnx_session, resolve_model
 from .instances import ParticleTable, maps_to_instances, particle_table, sigmoid
+from .significance import ROSE_K, drop_insignificant
 from .tiling import predict_tiled
 
 
@@ -48,12 +49,14 @@ class Segmenter:
     QDQ-quantised one when shipped). threads: onnxruntime intra-op threads. tile/overlap: tiled
     inference geometry in px. fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
     instance kept. invert: None (network decides), or True/False to flip contrast first.
+    min_contrast_snr: instances whose contrast SNR against their surroundings is below this are
+    dropped (Rose criterion, `perception.significance`; 0 keeps all).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, int8: bool = False, threads: int = 2,
                  tile: int = 256, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
                  min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0,
-                 calibrated: bool = True):
+                 calibrated: bool = True, min_contrast_snr: float = ROSE_K):
         self.model_path = resolve_model(model, "segmenter", int8=int8)
         self.record = load_record(self.model_path)
         self.session = onnx_session(self.model_path, threads)
@@ -63,6 +66,10 @@ class Segmenter:
         self.invert = invert
         self.auto_max_px = float(auto_max_px)
         self.size_calibration = self.record.get("size_calibration") if calibrated else None
+        if isinstance(min_contrast_snr, bool) or not isinstance(min_contrast_snr, (int, float)) \
+                or not 0.0 <= min_contrast_snr < np.inf:
+            raise PerceptionInputError(f"min_contrast_snr = {min_contrast_snr!r}: must be a finite number >= 0")
+        self.min_contrast_snr = float(min_contrast_snr)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
@@ -110,7 +117,10 @@ class Segmenter:
         else:
             s = check_positive(scale, "scale", 0.0, 4.0)
             labels, fg = self._labels_at(image, s)
-        return Segmentation(labels, self._calibrate(particle_table(labels, px, confidence_map=fg), px, s))
+        labels, snr = drop_insignificant(image, labels, self.min_contrast_snr)
+        table = particle_table(labels, px, confidence_map=fg)
+        table.columns["contrast_snr"] = snr
+        return Segmentation(labels, self._calibrate(table, px, s))
 
     def _calibrate(self, table: ParticleTable, px: float, scale: float) -> ParticleTable:
         """Subtract the model's outline offset (`perception.calibrate`) from diameters and areas."""

@@ -44,6 +44,9 @@ def _segment(sub) -> None:
     p.add_argument("--max-labelled", type=int, default=0, help="use only the first N labelled scenes (ablation)")
     p.add_argument("--init-weights", default=None, help="warm-start the whole U-Net from these weights (.npz)")
     p.add_argument("--no-int8", action="store_true", help="skip the QDQ int8 export")
+    p.add_argument("--label-min-snr", type=float, default=0.0,
+                   help="drop labelled particles whose contrast SNR in their own frame is below this "
+                        "(Rose criterion; 5 = only particles a person could see) [0 = keep all]")
     p.set_defaults(func=_run("cmd_segment"))
 
 

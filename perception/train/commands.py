@@ -69,7 +69,7 @@ def cmd_pretrain(args: argparse.Namespace) -> dict:
 def cmd_segment(args: argparse.Namespace) -> dict:
     from .data import LabelledSampler
     from .seg import SegTrainConfig, calibration_batches, export_segmenter, train_segmenter
-    from .sources import labelled_scenes
+    from .sources import labelled_scenes, visible_labels
 
     t0 = time.time()
     rng = np.random.default_rng(args.seed + 1)
@@ -77,6 +77,10 @@ def cmd_segment(args: argparse.Namespace) -> dict:
                                 scenario_fraction=args.scenario_fraction)
     if args.max_labelled:
         ims, labs = ims[: args.max_labelled], labs[: args.max_labelled]
+    k = float(getattr(args, "label_min_snr", 0.0) or 0.0)
+    if k:
+        labs, n_drop = visible_labels(ims, labs, k)
+        print(f"[segment] --label-min-snr {k:g}: {n_drop} invisible labelled particles set to background", flush=True)
     t_data = time.time() - t0
     sampler = LabelledSampler(ims, labs, args.crop, rng)
     cfg = SegTrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
@@ -86,7 +90,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     model, rec = train_segmenter(sampler, cfg, encoder_init=enc, model=model)
     rec["init_weights"] = getattr(args, "init_weights", None)
     rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
-               n_scenes=len(ims), scene_px=args.scene_px,
+               label_min_snr=k, n_scenes=len(ims), scene_px=args.scene_px,
                data_time_s=round(t_data, 1))
     rec = export_segmenter(model, args.out, rec, calibration_batches(sampler, 8, 256), stem=args.name,
                            int8=cfg.int8)

@@ -95,3 +95,19 @@ def labelled_scenes(source: str, n: int, seed: int, shape: tuple[int, int] = (25
         arrays.update({f"l{j}": lb.astype(np.int32) for j, lb in enumerate(labs)})
         np.savez_compressed(path, n=len(ims), **arrays)
     return ims, labs
+
+
+def visible_labels(images: list[np.ndarray], labels: list[np.ndarray], k: float) -> tuple[list[np.ndarray], int]:
+    """Labels with the particles below the Rose contrast SNR `k` in their own frame set to
+    background (`perception.significance`), and how many were dropped. Trains the network to
+    report what the frame shows rather than particles hidden in noise."""
+    from ..significance import drop_insignificant
+
+    if not (np.isfinite(k) and k >= 0):
+        raise ValueError(f"label_min_snr = {k!r}: must be a finite number >= 0")
+    out, dropped = [], 0
+    for im, lab in zip(images, labels):
+        kept, _ = drop_insignificant(im, lab, k)
+        dropped += int(lab.max()) - int(kept.max())
+        out.append(kept)
+    return out, dropped

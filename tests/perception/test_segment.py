@@ -31,6 +31,7 @@ def test_segment_shapes_and_table(tiny_model, dtype):
     assert len(table) == labels.max()
     assert set(np.unique(labels)) <= set([0] + list(table["id"]))
     assert np.all(table["confidence"] >= 0) and np.all(table["confidence"] <= 1)
+    assert len(table["contrast_snr"]) == len(table) and np.all(table["contrast_snr"] >= seg.min_contrast_snr)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 5)), np.zeros((8, 8, 2)), np.full((8, 8), np.nan),
