@@ -49,3 +49,22 @@ def test_fcmae_refuses_a_bad_target_sigma(bad):
 
     with pytest.raises(ValueError, match="target_sigma_px"):
         FCMAE(NetConfig(), target_sigma_px=bad)
+
+
+def test_visible_labels_drops_particles_hidden_in_noise():
+    from perception.train.sources import visible_labels
+
+    rng = np.random.default_rng(5)
+    img = rng.normal(10.0, 2.0, (80, 80))
+    rr, cc = np.mgrid[:80, :80]
+    lab = np.zeros((80, 80), np.int32)
+    lab[(rr - 20) ** 2 + (cc - 20) ** 2 <= 25] = 1          # labelled but no contrast
+    seen = (rr - 55) ** 2 + (cc - 55) ** 2 <= 25
+    img[seen] += 8.0
+    lab[seen] = 2
+    (out,), dropped = visible_labels([img], [lab], 5.0)
+    assert dropped == 1 and out.max() == 1 and np.all(out[seen] == 1)
+    (same,), none = visible_labels([img], [lab], 0.0)
+    assert none == 0 and np.array_equal(same, lab)
+    with pytest.raises(ValueError, match="label_min_snr"):
+        visible_labels([img], [lab], float("nan"))
