@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     p.add_argument("--int8", action="store_true", help="use the int8-quantised shipped model")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="drop this many rows at the bottom (data bar)")
+    p.add_argument("--min-contrast-snr", type=float, default=5.0,
+                   help="drop detections whose contrast against their surroundings is below this many "
+                        "noise sigmas (Rose criterion; 0 keeps all) [5]")
     pol = p.add_mutually_exclusive_group()
     pol.add_argument("--invert", dest="invert", action="store_true", default=None,
                      help="particles are darker than the background (TEM-like): invert first")
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.crop_bottom_px < 0:
         raise ValueError(f"--crop-bottom-px = {args.crop_bottom_px}: must be >= 0")
-    seg = Segmenter(args.model, int8=args.int8, threads=args.threads, invert=args.invert)
+    seg = Segmenter(args.model, int8=args.int8, threads=args.threads, invert=args.invert,
+                    min_contrast_snr=args.min_contrast_snr)
     for name in args.images:
         img, px_file = read_image(name)
         px = args.pixel_size_m if args.pixel_size_m is not None else px_file

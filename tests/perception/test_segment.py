@@ -135,3 +135,6 @@ def test_segment_cli_writes_outputs(tiny_model, tmp_path):
     assert header.startswith("id,centroid_x_m,centroid_y_m")
     # no pixel size anywhere -> usage error (exit status 2)
     assert main(["segment", str(src), "--out", str(out), "--model", str(tiny_model[0])]) == 2
+    # a negative contrast threshold is refused with exit status 2
+    assert main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--model", str(tiny_model[0]),
+                 "--min-contrast-snr", "-1"]) == 2
