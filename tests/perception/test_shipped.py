@@ -58,3 +58,29 @@ def test_shipped_segmenter_handles_dark_particles():
     img, gt = _two_touching_disks(invert=True)
     labels, _ = Segmenter().segment(img, 5e-9)
     assert metrics.aji_plus(gt, labels) > 0.7
+
+
+@needs_seg
+def test_sparse_frame_particles_are_neither_split_nor_invented():
+    """A frame of the sparse Au scenario (test seed) at 4.3 nm/px, where particles cover < 0.5 %
+    of the pixels: one detection per particle (the white point must not sit in the noise)."""
+    from perception import Segmenter
+    from twin import TwinMicroscope, truth
+    from twin.config import load_scenario
+
+    m = TwinMicroscope(load_scenario("sparse"), seed=110)
+    px = 4.3e-9
+    m.set_fov_m(px * 1024)
+    m.set_scan(shape_px=(768, 1024), dwell_s=1e-6)
+    n_true = n_pred = 0
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        m.move_stage(x_m=float(rng.uniform(-3e-4, 3e-4)), y_m=float(rng.uniform(-3e-4, 3e-4)))
+        m.set_working_distance_m(truth.focus_wd_m(m))
+        f = m.acquire()
+        n_true += len(np.unique(truth.label_image(m, f))) - 1
+        n_pred += len(Segmenter().segment(f.image, px).particles)
+    assert n_true >= 5
+    assert abs(n_pred - n_true) <= max(2, 0.2 * n_true)
+    with pytest.raises(ValueError, match="white_pct"):
+        Segmenter(white_pct=20.0)
