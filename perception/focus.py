@@ -8,9 +8,10 @@ Sharpness metrics (larger = sharper; all invariant to a global intensity gain):
 
 The learned estimator follows the DeepFocus idea (Schubert et al., Nat. Commun. 15 (2024)
 "DeepFocus: fast focus and astigmatism correction for electron microscopy"): acquire two
-frames at working distance WD - delta and WD + delta, and let a small CNN predict the
+frames at working distance WD - delta and WD + delta, and let a small network predict the
 working-distance error (in depth-of-field units, converted to metres) and the stigmator
-correction; apply and repeat.
+correction; apply and repeat. Here the network is an MLP on spectral features of the pair
+(`focus_features`), exported to ONNX by `perception/train/focus_train.py`.
 """
 from __future__ import annotations
 
@@ -99,22 +100,135 @@ class FocusEstimate:
     stigmator_correction: tuple[float, float]
 
 
+#: Edges of the radial frequency rings of the focus features, in units of 1/64 cycles/px (up to Nyquist).
+RING_EDGES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 19, 22, 26, 32)
+_CLIP_DOF = 12.0  # spectral-fit inputs are clipped to +/- this many DoF
+
+
+def _ring_geometry(win: int, edges: tuple[float, ...]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Ring masks, cos 2theta, sin 2theta and the noise-floor mask on the rfft2 grid of a win x win window.
+
+    theta is the angle of (f_col, f_row) with rows pointing down, as in `spectral_focus_estimate`.
+    """
+    fy = np.fft.fftfreq(win)[:, None] * np.ones((1, win // 2 + 1))
+    fx = np.fft.rfftfreq(win)[None, :] * np.ones((win, 1))
+    k = np.hypot(fx, fy) * win
+    th = np.arctan2(fy, fx)
+    rings = [(k >= lo) & (k < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    return rings, np.cos(2 * th), np.sin(2 * th), k > 0.42 * win
+
+
+def _frame_features(p: np.ndarray, rings: list[np.ndarray], c2: np.ndarray, s2: np.ndarray, hi: np.ndarray,
+                    norm: float) -> np.ndarray:
+    """One frame's block: log SNR per ring, quadrupole moments (cos 2theta, sin 2theta) of the power per
+    ring, and log of the white-noise variance per pixel (relative to mean^2)."""
+    noise = max(float(np.median(p[hi])), 1e-30)
+    snr = [np.log(max(p[r].mean(), 1e-30) / noise) for r in rings]
+    cq = [float((p[r] * c2[r]).sum() / max(p[r].sum(), 1e-30)) for r in rings]
+    sq = [float((p[r] * s2[r]).sum() / max(p[r].sum(), 1e-30)) for r in rings]
+    return np.array([*snr, *cq, *sq, np.log(noise / norm)])
+
+
+def focus_features(minus: np.ndarray, plus: np.ndarray, delta_dof: float = 2.0, win: int = 64,
+                   spectral: bool = True) -> np.ndarray:
+    """Scene-independent features of a WD -/+ delta frame pair (float32 vector, see `feature_layout`).
+
+    Per frame (Welch spectra as in `spectral_focus_estimate`, both frames scaled by their joint
+    mean): log(P / noise) in the rings `RING_EDGES` (the blur's radial OTF: how far the signal
+    reaches, where the Airy-like zeros of the defocus disk fall), the quadrupole moments
+    <cos 2theta>, <sin 2theta> of the power in each ring (the blur ellipse's orientation,
+    i.e. astigmatism) and the log noise variance per pixel (dose). With `spectral`, the classical
+    fit (e, ax, ay) clipped to +/- 12 DoF (0 when it fails) and a validity flag are appended.
+    """
+    if int(win) != win or win < 64:
+        raise PerceptionInputError(f"win = {win!r}: must be an integer >= 64 px (every ring needs samples)")
+    win = int(win)
+    a = check_image(minus, "minus").astype(np.float64)
+    b = check_image(plus, "plus").astype(np.float64)
+    if a.shape != b.shape:
+        raise PerceptionInputError(f"plus shape = {b.shape}: must equal minus shape {a.shape}")
+    if min(a.shape) < win:
+        raise PerceptionInputError(f"frame shape = {a.shape}: each side must be >= {win} px (the spectral window)")
+    scale = 0.5 * (a.mean() + b.mean())
+    scale = scale if abs(scale) > 1e-12 else 1.0
+    rings, c2, s2, hi = _ring_geometry(win, tuple(e * win / 64 for e in RING_EDGES))
+    norm = float(np.hanning(win) @ np.hanning(win)) ** 2  # Welch power of unit-variance white noise
+    blocks = [_frame_features(_welch_power(x / scale, win), rings, c2, s2, hi, norm) for x in (a, b)]
+    if spectral:
+        est = np.array(spectral_focus_estimate(minus, plus, delta_dof, win))
+        ok = bool(np.isfinite(est).all())
+        blocks.append(np.append(np.clip(est, -_CLIP_DOF, _CLIP_DOF) if ok else np.zeros(3), float(ok)))
+    return np.concatenate(blocks).astype(np.float32)
+
+
+def feature_layout(n_rings: int = len(RING_EDGES) - 1, spectral: bool = True) -> dict[str, np.ndarray]:
+    """Indices into the `focus_features` vector: per-frame blocks, quadrupole moments, spectral fit."""
+    blk = 3 * n_rings + 1
+    idx = np.arange(blk)
+    out = {"minus": idx, "plus": idx + blk,
+           "cos2": np.concatenate([idx[n_rings:2 * n_rings], idx[n_rings:2 * n_rings] + blk]),
+           "sin2": np.concatenate([idx[2 * n_rings:3 * n_rings], idx[2 * n_rings:3 * n_rings] + blk]),
+           "n_features": np.array(2 * blk + (4 if spectral else 0))}
+    if spectral:
+        out["spectral"] = np.arange(2 * blk, 2 * blk + 3)  # e, ax, ay; then the validity flag
+    return out
+
+
+def symmetry_group(layout: dict[str, np.ndarray], full: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact symmetries of the two-frame problem as (perm (G, F), input signs (G, F), output signs (G, 3)).
+
+    Swapping the frames maps (e, ax, ay) -> (-e, -ax, -ay) (blur radii |e -/+ delta| swap and the
+    ellipse turns by 90 degrees). With `full`, also mirror images: a column flip negates the
+    sin 2theta moments and ay, a transpose negates the cos 2theta moments and ax. A model
+    f(x) = mean_g s_out(g) f(g x) is then exactly equivariant. x' = x[perm] * sign_in.
+    """
+    n = int(layout["n_features"])
+    sp = layout.get("spectral")
+    swap = np.arange(n)
+    swap[layout["minus"]], swap[layout["plus"]] = layout["plus"], layout["minus"]
+    mirrors = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] if full else [(1.0, 1.0)]
+    perms, s_in, s_out = [], [], []
+    for sw in (False, True):
+        for cx, sy in mirrors:
+            sig = np.ones(n)
+            sig[layout["cos2"]] *= cx
+            sig[layout["sin2"]] *= sy
+            out = np.array([1.0, cx, sy])
+            if sp is not None:
+                sig[sp] *= out
+            if sw:
+                out = -out
+                if sp is not None:
+                    sig[sp] *= -1.0
+            perms.append(swap if sw else np.arange(n))
+            s_in.append(sig)
+            s_out.append(out)
+    return np.stack(perms), np.stack(s_in).astype(np.float32), np.stack(s_out).astype(np.float32)
+
+
 class FocusEstimator:
-    """Two-frame focus and astigmatism estimator (ONNX CNN).
+    """Two-frame focus and astigmatism estimator: spectral features + a small ONNX MLP.
 
     `estimate(minus, plus, depth_of_field_m)` takes frames acquired at WD - delta and
     WD + delta (delta = `delta_m(dof)`, `record['delta_dof']` depths of field) and returns the
-    correction for the centre WD. Crops of `crop` px on a grid are evaluated and the median
-    prediction is used. `stigmator_gain_m`: metres of astigmatism per stigmator unit
-    (default: the value recorded with the model, the twin's).
+    correction for the centre WD. `focus_features` summarises the pair (any frame size with
+    sides >= the window, `record['win']` px); the network maps them to (e, ax, ay) and is
+    exactly antisymmetric under swapping the frames. `stigmator_gain_m`: metres of astigmatism
+    per stigmator unit (default: the value recorded with the model, the twin's). `max_crops`
+    is accepted for compatibility and unused (the Welch spectra average over the whole frame).
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, threads: int = 2, max_crops: int = 16,
+    def __init__(self, model: str | os.PathLike | None = None, threads: int = 1, max_crops: int = 16,
                  stigmator_gain_m: float | None = None):
         self.model_path = resolve_model(model, "focus")
         self.record = load_record(self.model_path)
+        if "features" not in self.record:
+            raise PerceptionInputError(f"model = {self.model_path}: its JSON record has no 'features' entry "
+                                       "(a pre-feature CNN model?); retrain with `emtwin train focus`")
+        feat = self.record["features"]
+        self.win = int(feat.get("win", 64))
+        self.spectral_input = bool(feat.get("spectral", True))
         self.session = onnx_session(self.model_path, threads)
-        self.crop = int(self.record.get("crop", 128))
         self.max_crops = int(max_crops)
         self.delta_dof = float(self.record.get("delta_dof", 2.0))
         gain = stigmator_gain_m if stigmator_gain_m is not None else self.record.get("stigmator_gain_m", 2e-6)
@@ -124,28 +238,14 @@ class FocusEstimator:
         """The +/- working-distance step, in metres, that the model expects."""
         return self.delta_dof * check_positive(depth_of_field_m, "depth_of_field_m", 0.0, 1.0)
 
-    def _crops(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        c = self.crop
-        if a.shape != b.shape:
-            raise PerceptionInputError(f"plus shape = {b.shape}: must equal minus shape {a.shape}")
-        if min(a.shape) < c:
-            raise PerceptionInputError(f"frame shape = {a.shape}: each side must be >= {c} px")
-        # joint percentile normalisation keeps the relative contrast of the two frames
-        both = np.stack([a, b]).astype(np.float32)
-        lo, hi = np.percentile(both[:, ::2, ::2], [0.5, 99.5])
-        both = (both - lo) / max(hi - lo, 1e-6)
-        ny = max(1, min(4, a.shape[0] // c))
-        nx = max(1, min(4, a.shape[1] // c))
-        ys = np.linspace(0, a.shape[0] - c, ny).astype(int)
-        xs = np.linspace(0, a.shape[1] - c, nx).astype(int)
-        out = [both[:, y:y + c, x:x + c] for y in ys for x in xs][: self.max_crops]
-        return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+    def features(self, minus: np.ndarray, plus: np.ndarray) -> np.ndarray:
+        """`focus_features` of the pair with this model's settings."""
+        return focus_features(minus, plus, self.delta_dof, self.win, self.spectral_input)
 
     def predict_raw(self, minus: np.ndarray, plus: np.ndarray) -> np.ndarray:
-        """Median network output over crops: (wd_error_dof, astig_x_dof, astig_y_dof)."""
-        x = self._crops(check_image(minus, "minus"), check_image(plus, "plus"))
-        y = self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
-        return np.median(y, axis=0)
+        """Network output (wd_error_dof, astig_x_dof, astig_y_dof), float32 (3,)."""
+        x = self.features(minus, plus)[None]
+        return self.session.run(None, {self.session.get_inputs()[0].name: x})[0][0]
 
     def estimate(self, minus: np.ndarray, plus: np.ndarray, depth_of_field_m: float) -> FocusEstimate:
         """Correction for the centre working distance, from frames at WD -/+ delta."""

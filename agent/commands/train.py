@@ -57,9 +57,20 @@ def _restore(sub) -> None:
 
 
 def _focus(sub) -> None:
-    p = sub.add_parser("focus", help="train the two-frame focus/stigmator estimator on the twin")
-    _common(p, steps=2000, batch=16, crop=128, lr=2e-3, name="focus")
+    p = sub.add_parser("focus", help="train the two-frame focus/stigmator estimator on the twin "
+                                     "(spectral features + MLP; --n-scenes = frame pairs, --crop unused)")
+    _common(p, steps=4000, batch=128, crop=128, lr=2e-3, name="focus")
+    p.set_defaults(n_scenes=6000)
+    for a in p._actions:  # the shared option means frame pairs here
+        if a.dest == "n_scenes":
+            a.help = "number of generated frame pairs (default 6000)"
     p.add_argument("--delta-dof", type=float, default=2.0, help="+/- working-distance step in depths of field")
+    p.add_argument("--win", type=int, default=64, help="Welch window of the spectral features in px, >= 64 [64]")
+    p.add_argument("--hidden", type=int, default=128, help="MLP hidden width [128]")
+    p.add_argument("--no-spectral-input", action="store_true",
+                   help="do not feed the classical spectral fit to the MLP (ablation)")
+    p.add_argument("--swap-only", action="store_true",
+                   help="enforce only the frame-swap symmetry, not the mirror symmetries (ablation)")
     p.set_defaults(func=_run("cmd_focus"))
 
 
