@@ -67,7 +67,7 @@ def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
 
 COLUMNS = ("id", "centroid_x_m", "centroid_y_m", "centroid_row_px", "centroid_col_px", "area_m2",
            "area_px", "equivalent_diameter_m", "extent_px", "eccentricity", "solidity", "touches_border",
-           "confidence", "contrast_snr")
+           "touches_other", "confidence", "contrast_snr")
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +104,18 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def touching_labels(labels: np.ndarray) -> np.ndarray:
+    """Sorted label values of instances with a pixel 8-adjacent to another instance (not background)."""
+    lab = np.asarray(labels)
+    if lab.max() == 0:
+        return np.zeros(0, lab.dtype)
+    big = np.iinfo(lab.dtype).max if np.issubdtype(lab.dtype, np.integer) else np.inf
+    hi = ndi.maximum_filter(lab, size=3)
+    lo = ndi.minimum_filter(np.where(lab == 0, big, lab), size=3)
+    fg = lab > 0
+    return np.unique(lab[fg & ((hi > lab) | (lo < lab))])
+
+
 def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.ndarray | None = None,
                    image: np.ndarray | None = None) -> ParticleTable:
     """Measure every instance of `labels` (regionprops); `confidence_map` in [0,1] is averaged per
@@ -116,6 +128,8 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
     col["area_px"] = np.zeros(n, np.int64)
     col["extent_px"] = np.zeros(n, np.int64)
     col["touches_border"] = np.zeros(n, bool)
+    col["touches_other"] = np.zeros(n, bool)
+    touching = set(touching_labels(labels).tolist())
     for i, p in enumerate(props):
         r0, c0, r1, c1 = p.bbox
         cr, cc = p.centroid
@@ -131,6 +145,7 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
         col["eccentricity"][i] = p.eccentricity if p.area > 1 else 0.0
         col["solidity"][i] = p.solidity if p.area > 2 else 1.0
         col["touches_border"][i] = r0 == 0 or c0 == 0 or r1 == h or c1 == w
+        col["touches_other"][i] = p.label in touching
         if confidence_map is not None:
             col["confidence"][i] = float(confidence_map[p.coords[:, 0], p.coords[:, 1]].mean())
         else:

@@ -52,3 +52,15 @@ def test_guard_grows_with_the_largest_whole_particle_and_is_capped():
     s._accepted(particle_table(huge, 2e-9), 2e-9, huge.shape)
     t_edge = particle_table(lab, 2e-9)
     assert s._accepted(t_edge, 2e-9, lab.shape).all()  # the guard is capped at a tenth of the frame
+
+
+def test_isolated_only_skips_touching_particles():
+    lab = np.zeros((100, 100), np.int32)
+    lab[40:50, 40:50] = 1
+    lab[40:50, 50:58] = 2      # touches 1
+    lab[70:78, 20:28] = 3      # alone
+    t = particle_table(lab, 1e-9)
+    s = _session()
+    assert s._accepted(t, 1e-9, lab.shape).tolist() == [True, True, True]
+    s.settings.isolated_only = True
+    assert s._accepted(t, 1e-9, lab.shape).tolist() == [False, False, True]

@@ -108,6 +108,18 @@ def test_particle_table_units():
     assert t["equivalent_diameter_m"][1] == pytest.approx(np.sqrt(16 / np.pi) * 2e-9)
     assert list(t["touches_border"]) == [True, False]
     assert t["centroid_x_m"][1] == pytest.approx(11.0 * 2e-9)  # pixel centre of cols 10, 11
+    assert list(t["touches_other"]) == [False, False]
+
+
+def test_touches_other_marks_adjacent_instances_only():
+    lab = np.zeros((12, 12), np.int32)
+    lab[1:4, 1:4] = 1
+    lab[1:4, 4:6] = 2          # shares an edge with 1
+    lab[6:9, 6:9] = 3
+    lab[5, 9] = 4              # diagonal neighbour of 3 (8-adjacency)
+    lab[10:12, 0:2] = 5        # alone (background all round)
+    t = particle_table(lab, 1e-9)
+    assert list(t["touches_other"]) == [True, True, True, True, False]
 
 
 @pytest.mark.parametrize("scale", [0.5, "auto"])
