@@ -309,7 +309,7 @@ def bench_focus(n: int = 30, model: str | Path | None = None, shape=(256, 256), 
 
 def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: int = 24, real_limit: int | None = None,
                              models: dict[str, Any] | None = None, real_models: dict[str, Any] | None = None,
-                             ablation: tuple[str, str] | None = None, n_restore: int = 12, n_focus: int = 30,
+                             ablation: tuple[str, str] | None = None, n_restore: int = 12, n_focus: int = 200,
                              n_scen: int = 36, quick: bool = False) -> dict:
     """Run the chosen sections (default: all); return a nested dict of figures.
 
