@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--min-contrast-snr", type=float, default=5.0,
                    help="drop detections whose contrast against their surroundings is below this many "
                         "noise sigmas (Rose criterion; 0 keeps all) [5]")
+    p.add_argument("--white-pct", type=float, default=99.9,
+                   help="intensity percentile mapped to white before the network (see docs/perception.md) [99.9]")
     pol = p.add_mutually_exclusive_group()
     pol.add_argument("--invert", dest="invert", action="store_true", default=None,
                      help="particles are darker than the background (TEM-like): invert first")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.crop_bottom_px < 0:
         raise ValueError(f"--crop-bottom-px = {args.crop_bottom_px}: must be >= 0")
     seg = Segmenter(args.model, int8=args.int8, threads=args.threads, invert=args.invert,
-                    min_contrast_snr=args.min_contrast_snr)
+                    min_contrast_snr=args.min_contrast_snr, white_pct=args.white_pct)
     for name in args.images:
         img, px_file = read_image(name)
         px = args.pixel_size_m if args.pixel_size_m is not None else px_file

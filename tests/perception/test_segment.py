@@ -150,3 +150,5 @@ def test_segment_cli_writes_outputs(tiny_model, tmp_path):
     # a negative contrast threshold is refused with exit status 2
     assert main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--model", str(tiny_model[0]),
                  "--min-contrast-snr", "-1"]) == 2
+    assert main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--model", str(tiny_model[0]),
+                 "--white-pct", "101"]) == 2
