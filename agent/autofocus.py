@@ -157,23 +157,29 @@ class Autofocus:
 
     # ---- methods ---------------------------------------------------------------------------
     def sweep(self, center_m: float, span_m: float, n: int = 11) -> FocusResult:
-        """Through-focus series of `n` frames over ±span/2 around `center_m`."""
+        """Through-focus series of `n` frames over ±span/2 around `center_m` (clipped to the
+        instrument's working-distance range). A flat sharpness curve (relative change below
+        `min_contrast`: an empty field) leaves the working distance at `center_m`."""
         if n < 3:
             raise ValueError(f"n = {n}: a sweep needs at least 3 frames")
         t0, saved = self._start(), self._reduced()
         try:
             lo, hi = self.scope.limits().working_distance_m
-            wds = np.clip(np.linspace(center_m - span_m / 2, center_m + span_m / 2, n), lo, hi)
+            wds = np.unique(np.clip(np.linspace(center_m - span_m / 2, center_m + span_m / 2, n), lo, hi))
             trace = [(float(w), self.sharpness(self._frame_at_wd(float(w)).image)) for w in wds]
             s = np.array([t[1] for t in trace])
             k = int(np.argmax(s))
-            best = float(wds[k])
-            if 0 < k < n - 1:
-                best = _parabola_vertex(wds[k - 1:k + 2], s[k - 1:k + 2], maximum=True) or best
+            peaked = 0 < k < len(wds) - 1 and _relative_change(s) >= self.min_contrast
+            best = float(min(max(center_m, lo), hi))
+            if peaked:
+                vertex = _parabola_vertex(wds[k - 1:k + 2], s[k - 1:k + 2], maximum=True)
+                best = float(np.clip(vertex if vertex is not None else wds[k], wds[k - 1], wds[k + 1]))
+            elif _relative_change(s) >= self.min_contrast:
+                best = float(wds[k])  # sharpest at an end of the range: move there, not beyond
             self.scope.set_working_distance_m(best)
         finally:
             self._restore(saved)
-        return self._result(best, n, "sweep", 0 < k < n - 1, t0, trace)
+        return self._result(best, len(wds), "sweep", peaked, t0, trace)
 
     def three_point(self, wd0_m: float, delta_m: float, max_rounds: int = 3, c_m: float | None = None) -> FocusResult:
         """Frames at wd0 − Δ, wd0, wd0 + Δ; focus from a Lorentzian fit of the sharpness curve.
@@ -325,6 +331,12 @@ def lorentz_focus(w: np.ndarray, s: np.ndarray, c: float, span: float) -> float 
     fine = grid[k] + np.linspace(-span / 400, span / 400, 81)
     res2, _ = fit(fine)
     return float(fine[int(np.argmin(res2))])
+
+
+def _relative_change(s: np.ndarray) -> float:
+    """(max - min) / max of a sharpness curve (0 for a flat or all-zero curve)."""
+    top = float(np.max(s))
+    return (top - float(np.min(s))) / top if top > 0 else 0.0
 
 
 def _parabola_vertex(x: np.ndarray, y: np.ndarray, maximum: bool) -> float | None:
