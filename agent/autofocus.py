@@ -169,12 +169,13 @@ class Autofocus:
             trace = [(float(w), self.sharpness(self._frame_at_wd(float(w)).image)) for w in wds]
             s = np.array([t[1] for t in trace])
             k = int(np.argmax(s))
-            peaked = 0 < k < len(wds) - 1 and _relative_change(s) >= self.min_contrast
+            structured = _relative_change(s) >= self.min_contrast
+            peaked = structured and 0 < k < len(wds) - 1
             best = float(min(max(center_m, lo), hi))
             if peaked:
                 vertex = _parabola_vertex(wds[k - 1:k + 2], s[k - 1:k + 2], maximum=True)
                 best = float(np.clip(vertex if vertex is not None else wds[k], wds[k - 1], wds[k + 1]))
-            elif _relative_change(s) >= self.min_contrast:
+            elif structured:
                 best = float(wds[k])  # sharpest at an end of the range: move there, not beyond
             self.scope.set_working_distance_m(best)
         finally:
@@ -206,7 +207,7 @@ class Autofocus:
                         trace.append((w, measured[w]))
                 ws = np.array(sorted(measured))
                 ss = np.array([measured[w] for w in ws])
-                if (ss.max() - ss.min()) < self.min_contrast * ss.max():
+                if _relative_change(ss) < self.min_contrast:
                     center = wd0_m  # flat curve: nothing in view to focus on; keep the start
                     break
                 est = lorentz_focus(ws, ss, c, span=4 * delta_m)

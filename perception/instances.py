@@ -17,8 +17,6 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
-from .significance import contrast_snr
-
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
@@ -117,9 +115,10 @@ def touching_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.ndarray | None = None,
-                   image: np.ndarray | None = None) -> ParticleTable:
+                   contrast_snr: np.ndarray | None = None) -> ParticleTable:
     """Measure every instance of `labels` (regionprops); `confidence_map` in [0,1] is averaged per
-    instance; with `image`, `contrast_snr` is the Rose contrast SNR (`significance`), else NaN."""
+    instance; `contrast_snr` (one value per label 1..N, `perception.significance`) fills that
+    column, else NaN."""
     h, w = labels.shape
     props = regionprops(labels)
     n = len(props)
@@ -150,9 +149,6 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
             col["confidence"][i] = float(confidence_map[p.coords[:, 0], p.coords[:, 1]].mean())
         else:
             col["confidence"][i] = 1.0
-    if image is not None:
-        snr = contrast_snr(image, labels)
-        col["contrast_snr"] = np.array([snr[p.label - 1] for p in props], np.float64)
-    else:
-        col["contrast_snr"][:] = np.nan
+    col["contrast_snr"] = (np.array([contrast_snr[p.label - 1] for p in props], np.float64)
+                           if contrast_snr is not None else np.full(n, np.nan))
     return ParticleTable(col)

@@ -124,8 +124,7 @@ class Segmenter:
             s = check_positive(scale, "scale", 0.0, 4.0)
             labels, fg = self._labels_at(image, s)
         labels, snr = drop_insignificant(image, labels, self.min_contrast_snr)
-        table = particle_table(labels, px, confidence_map=fg)
-        table.columns["contrast_snr"] = snr
+        table = particle_table(labels, px, confidence_map=fg, contrast_snr=snr)
         return Segmentation(labels, self._calibrate(table, px, s))
 
     def _calibrate(self, table: ParticleTable, px: float, scale: float) -> ParticleTable:
