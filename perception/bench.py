@@ -71,43 +71,47 @@ def bench_twin(models: dict[str, Any], n: int = 24, scenes=None) -> dict:
 
 
 def scenario_test_frames(n: int = 36, shape=(512, 512), seed: int = TEST_SEED + 3):
+    """(image, labels, true diameter px per label) of scenario frames on test seeds."""
     from .train.twin_data import ScenarioFrameGenerator
 
     gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="test")
-    return [gen.labelled_frame() for _ in range(n)]
+    return [gen.labelled_frame_sizes() for _ in range(n)]
 
 
 def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confidence: float = 0.8) -> dict:
-    """Scores on scenario test frames, plus sizing biases (matched pairs; the agent's rule)."""
+    """Scores on scenario test frames, plus sizing biases against the specimen's projected-area-
+    equivalent diameters: matched pairs (raw network outline, then as reported) and the agent's
+    rule (every detection not cut by the border with confidence >= min_confidence, against every
+    particle not cut by the border)."""
     from . import Segmenter
-    from .calibrate import apply_size_calibration
-    from .instances import particle_table
-    from .metrics import matched_diameters
+    from .metrics import matched_pairs
 
     frames = frames if frames is not None else scenario_test_frames(n)
     out = {}
     for name, path in models.items():
         seg = Segmenter(path)
-        rows, pairs, d_pred, d_true = [], [], [], []
-        for img, gt in frames:
+        rows, mp, mr, mt, d_pred, d_true = [], [], [], [], [], []
+        for img, gt, dt_px in frames:
             lab, tab = seg.segment(img, 1e-9)
             rows.append(metrics.summarize(gt, lab))
-            pairs.append(matched_diameters(gt, lab))
+            gi, pi = matched_pairs(gt, lab)
+            d = np.asarray(tab["equivalent_diameter_m"]) / 1e-9 if len(tab) else np.empty(0)
+            mp.append(d[pi])
+            mr.append(2 * np.sqrt(np.asarray(tab["area_px"], float)[pi] / np.pi) if len(tab) else np.empty(0))
+            mt.append(dt_px[gi])
             if len(tab):
                 ok = ~np.asarray(tab["touches_border"], bool) & (np.asarray(tab["confidence"]) >= min_confidence)
-                d_pred.append(np.asarray(tab["equivalent_diameter_m"])[ok] / 1e-9)
-            truth = particle_table(gt, 1e-9)
-            d_true.append(np.asarray(truth["equivalent_diameter_m"])[~np.asarray(truth["touches_border"], bool)] / 1e-9)
-        mp = np.concatenate([p for p, _ in pairs])
-        mt = np.concatenate([t for _, t in pairs])
-        mc = apply_size_calibration(mp, seg.size_calibration)
+                d_pred.append(d[ok])
+            edge = np.unique(np.concatenate([gt[0], gt[-1], gt[:, 0], gt[:, -1]]))
+            d_true.append(dt_px[~np.isin(np.arange(1, dt_px.size + 1), edge)])
+        mp, mr, mt = (np.concatenate(a) for a in (mp, mr, mt))
         dp = np.concatenate(d_pred) if d_pred else np.empty(0)
         dt = np.concatenate(d_true)
         out[name] = {"aji_plus": _mean(r["aji_plus"] for r in rows), "f1_50": _mean(r["f1_50"] for r in rows),
                      "pq": _mean(r["pq"] for r in rows), "n_images": len(rows),
                      "n_gt": int(sum(r["n_gt"] for r in rows)), "n_pred": int(sum(r["n_pred"] for r in rows)),
-                     "matched_diam_bias_raw": float(mp.sum() / mt.sum() - 1) if mt.size else float("nan"),
-                     "matched_diam_bias": float(mc.sum() / mt.sum() - 1) if mt.size else float("nan"),
+                     "matched_diam_bias_raw": float(mr.sum() / mt.sum() - 1) if mt.size else float("nan"),
+                     "matched_diam_bias": float(mp.sum() / mt.sum() - 1) if mt.size else float("nan"),
                      "agent_rule_mean_diam_bias": float(dp.mean() / dt.mean() - 1) if dp.size and dt.size else float("nan")}
     return out
 

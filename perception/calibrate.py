@@ -4,7 +4,18 @@ The network's outlines sit a fraction of a pixel outside the true edge (about +0
 diameter of 8-22 px particles on the twin). Like sizing against a certified reference
 material, the offset is measured once on labelled frames that no benchmark uses (the
 shipped scenarios' train seeds), tabulated against the predicted diameter in pixels, and
-subtracted from every diameter the segmenter reports. `emtwin train calibrate` writes the
+subtracted from every diameter the segmenter reports. The reference is each particle's
+projected-area-equivalent diameter from the specimen (whole also where a neighbour hides
+part of it), in the measurement regime of the agent: frames within a fraction of a depth of
+field of focus (`focus_sigma_dof`), since the offset grows with defocus blur. Only particles
+that touch no other and are not cut by the frame edge are used: the outline offset is a property of an edge against the
+substrate, while the area hidden in clusters is restored by `perception.occlusion`.
+
+What matched pairs cannot see is selection: small or crowded particles that are missed or
+merged shift the mean of what is measured. `system_factor` closes that loop end to end, as a
+laboratory checks its sizing against a reference sample of known mean size: agent runs on the
+scenarios' *train* seeds (`emtwin bench agent --split train`) give the ratio of the measured to
+the true mean diameter, and `fit_system_factor` stores its inverse (geometric mean over runs). `emtwin train calibrate` writes the
 table into the model's JSON record; `Segmenter(calibrated=False)` ignores it.
 """
 from __future__ import annotations
@@ -13,7 +24,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .metrics import matched_diameters
+from .instances import touching_labels
+from .metrics import matched_pairs
 
 DEFAULT_EDGES_PX = (0.0, 6.0, 9.0, 12.0, 16.0, 22.0, 30.0, 45.0, 70.0)
 
@@ -48,7 +60,8 @@ def apply_size_calibration(d_px: np.ndarray, cal: dict | None) -> np.ndarray:
 
 
 def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 12345,
-                    shape: tuple[int, int] = (512, 512), progress: bool = True) -> dict:
+                    shape: tuple[int, int] = (512, 512), progress: bool = True,
+                    focus_sigma_dof: float = 0.25) -> dict:
     """Fit the sizing calibration of an ONNX segmenter on train-seed scenario frames and store it
     in the model's JSON record (key `size_calibration`). Returns the calibration."""
     import json
@@ -64,20 +77,48 @@ def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 1
     t0 = time.time()
     path = Path(resolve_model(model, "segmenter"))
     seg = Segmenter(path, calibrated=False)
-    gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="train")
+    gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="train", focus_sigma_dof=focus_sigma_dof)
     pred, true = [], []
     for i in range(n_frames):
-        img, gt = gen.labelled_frame()
-        p, t = matched_diameters(gt, seg.segment(img, 1e-9)[0])
-        pred.append(p)
-        true.append(t)
+        img, gt, d_true = gen.labelled_frame_sizes()
+        res = seg.segment(img, 1e-9)
+        gi, pi = matched_pairs(gt, res.labels)
+        edge = np.concatenate([gt[0], gt[-1], gt[:, 0], gt[:, -1]])
+        # gt is relabelled 1..n: index i is label i + 1; keep particles clear of others and of the frame edge
+        free = ~np.isin(gi + 1, touching_labels(gt)) & ~np.isin(gi + 1, edge)
+        pred.append(res.particles["equivalent_diameter_m"][pi[free]] / 1e-9)
+        true.append(d_true[gi[free]])
         if progress and (i + 1) % 20 == 0:
             print(f"[calibrate] {i + 1}/{n_frames} frames", flush=True)
     cal = fit_size_calibration(np.concatenate(pred), np.concatenate(true))
     cal.update(frames=n_frames, seed=seed, shape_px=list(shape), split="train seeds of the shipped SEM scenarios",
+               reference="specimen projected-area-equivalent diameter of particles touching no other", focus_sigma_dof=focus_sigma_dof,
+               fill_occluded=seg.fill_occluded,
                time_s=round(time.time() - t0, 1))
     rec_path = path.with_name(path.stem.replace("_int8", "") + ".json")
     rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
     rec["size_calibration"] = cal
     rec_path.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
     return cal
+
+
+def fit_system_factor(episodes: list[dict], current: float = 1.0) -> dict:
+    """End-to-end size factor from agent episodes on train seeds: `current` / geometric mean of
+    (1 + rel_error). Refuses episodes on a scenario's test seeds (those score the benchmark)."""
+    from twin.config import load_scenario
+
+    ratios, used = [], []
+    for e in episodes:
+        if e.get("rel_error") is None or e.get("error"):
+            continue
+        sc = load_scenario(e.get("scenario_file") or e["scenario"])
+        if int(e["seed"]) not in set(sc.train_seeds):
+            raise ValueError(f"episode {e['scenario']} seed {e['seed']}: not a train seed of the scenario "
+                             f"({list(sc.train_seeds)}); run `emtwin bench agent --split train`")
+        ratios.append(1.0 + float(e["rel_error"]))
+        used.append(f"{e['scenario']}:{e['seed']}")
+    if len(ratios) < 3:
+        raise ValueError(f"{len(ratios)} usable episodes: need at least 3 with a rel_error")
+    gm = float(np.exp(np.mean(np.log(ratios))))
+    spread = float(np.std(np.log(ratios), ddof=1))
+    return {"system_factor": current / gm, "system_episodes": used, "system_rel_error_sd": spread}

@@ -24,11 +24,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, fg_thr: float = 0.5,
                       seed_thr: float = 0.3, min_area_px: int = 8, min_seed_px: int = 3,
-                      smooth: float = 0.0, rel_seed: float = 0.2) -> np.ndarray:
+                      smooth: float = 0.0, rel_seed: float = 0.2, split_solidity: float = 0.0) -> np.ndarray:
     """Instance labels (int32, 0 = background) from probability maps in [0, 1].
 
     smooth: Gaussian sigma (px) applied to the centre map before seeding; rel_seed: seeds
-    smaller than this fraction of the median seed area are dropped (spurious fragments).
+    smaller than this fraction of the median seed area are dropped (spurious fragments);
+    split_solidity: instances less solid than this are split by `split_concave` (0: never).
     """
     mask = fg > fg_thr
     if not mask.any():
@@ -48,7 +49,39 @@ def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, 
     orphan, k = ndi.label(mask & (labels == 0))
     if k:
         labels = np.where(orphan > 0, orphan + labels.max(), labels)
+    if split_solidity > 0:
+        labels = split_concave(labels, split_solidity)
     return remove_small(labels.astype(np.int32), min_area_px)
+
+
+def split_concave(labels: np.ndarray, min_solidity: float = 0.85, h_px: float = 0.5,
+                  min_area_px: int = 16) -> np.ndarray:
+    """Split instances that are two or more particles merged into one: an instance whose
+    solidity (area / convex-hull area) is below `min_solidity` and whose distance transform has
+    two or more maxima deeper than `h_px` is cut by a watershed on that distance transform
+    (binary watershed separation of touching particles, Beucher & Lantuejoul 1979). Convex
+    particles (spheres, ellipses, rods, polygons) have solidity near 1 and are never touched.
+    Higher thresholds also cut single particles (0.9 split elongated ones on the default
+    scenario: mean diameter -2.9 %), so 0.85 only catches merges through a clear neck."""
+    from skimage.morphology import h_maxima
+
+    out = labels.astype(np.int32, copy=True)
+    nxt = int(out.max()) + 1
+    for p in regionprops(out):
+        if p.area < min_area_px or p.solidity >= min_solidity:
+            continue
+        mask = np.pad(p.image, 1)
+        dist = ndi.distance_transform_edt(mask)
+        markers, n = ndi.label(h_maxima(dist, h_px) & mask)
+        if n < 2:
+            continue
+        parts = watershed(-dist, markers, mask=mask)[1:-1, 1:-1]
+        r0, c0 = p.bbox[0], p.bbox[1]
+        sub = out[r0:r0 + parts.shape[0], c0:c0 + parts.shape[1]]
+        for k in range(2, n + 1):
+            sub[(parts == k) & p.image] = nxt
+            nxt += 1
+    return out
 
 
 def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
@@ -64,7 +97,7 @@ def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
 
 
 COLUMNS = ("id", "centroid_x_m", "centroid_y_m", "centroid_row_px", "centroid_col_px", "area_m2",
-           "area_px", "equivalent_diameter_m", "extent_px", "eccentricity", "solidity", "touches_border",
+           "area_px", "occluded_px", "equivalent_diameter_m", "extent_px", "eccentricity", "solidity", "touches_border",
            "touches_other", "confidence", "contrast_snr")
 
 
@@ -115,10 +148,12 @@ def touching_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.ndarray | None = None,
-                   contrast_snr: np.ndarray | None = None) -> ParticleTable:
+                   contrast_snr: np.ndarray | None = None, occluded_px: np.ndarray | None = None) -> ParticleTable:
     """Measure every instance of `labels` (regionprops); `confidence_map` in [0,1] is averaged per
     instance; `contrast_snr` (one value per label 1..N, `perception.significance`) fills that
-    column, else NaN."""
+    column, else NaN. `occluded_px` (one value per label 1..N, `perception.occlusion`) is the
+    area hidden under neighbours: `area_px` counts visible pixels only, while `area_m2` and
+    `equivalent_diameter_m` include the hidden ones (the projected-area-equivalent diameter)."""
     h, w = labels.shape
     props = regionprops(labels)
     n = len(props)
@@ -126,6 +161,7 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
     col["id"] = np.zeros(n, np.int64)
     col["area_px"] = np.zeros(n, np.int64)
     col["extent_px"] = np.zeros(n, np.int64)
+    col["occluded_px"] = np.zeros(n, np.int64)
     col["touches_border"] = np.zeros(n, bool)
     col["touches_other"] = np.zeros(n, bool)
     touching = set(touching_labels(labels).tolist())
@@ -137,9 +173,11 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
         col["centroid_col_px"][i] = cc
         col["centroid_x_m"][i] = (cc + 0.5) * pixel_size_m
         col["centroid_y_m"][i] = (cr + 0.5) * pixel_size_m
+        hidden = int(round(occluded_px[p.label - 1])) if occluded_px is not None else 0
         col["area_px"][i] = p.area
-        col["area_m2"][i] = p.area * pixel_size_m ** 2
-        col["equivalent_diameter_m"][i] = np.sqrt(4.0 * p.area / np.pi) * pixel_size_m
+        col["occluded_px"][i] = hidden
+        col["area_m2"][i] = (p.area + hidden) * pixel_size_m ** 2
+        col["equivalent_diameter_m"][i] = np.sqrt(4.0 * (p.area + hidden) / np.pi) * pixel_size_m
         col["extent_px"][i] = max(r1 - r0, c1 - c0)  # bounding-box side, for guard frames
         col["eccentricity"][i] = p.eccentricity if p.area > 1 else 0.0
         col["solidity"][i] = p.solidity if p.area > 2 else 1.0

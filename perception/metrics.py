@@ -92,16 +92,25 @@ def match_at_iou(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[in
     return tp, len(ap) - tp, len(ag) - tp, float(iou[r, c][ok].sum())
 
 
-def matched_diameters(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) area-equivalent diameters (px) of one-to-one matches at IoU > thr."""
+def matched_pairs(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(gt index, pred index) of one-to-one matches at IoU > thr; an index counts the image's
+    nonzero labels in ascending order (0 = the smallest label)."""
     gt, pred = _check_pair(gt, pred)
     inter, ag, ap = overlap_matrices(gt, pred)
     if len(ag) == 0 or len(ap) == 0:
-        return np.empty(0), np.empty(0)
+        return np.empty(0, int), np.empty(0, int)
     iou, _ = _iou(inter, ag, ap)
     r, c = linear_sum_assignment(-iou)
     ok = iou[r, c] > thr
-    return 2 * np.sqrt(ap[c[ok]] / np.pi), 2 * np.sqrt(ag[r[ok]] / np.pi)
+    return r[ok], c[ok]
+
+
+def matched_diameters(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) area-equivalent diameters (px) of one-to-one matches at IoU > thr."""
+    r, c = matched_pairs(gt, pred, thr)
+    ag = np.bincount(_relabel(gt)[0].ravel())[1:]
+    ap = np.bincount(_relabel(pred)[0].ravel())[1:]
+    return 2 * np.sqrt(ap[c] / np.pi), 2 * np.sqrt(ag[r] / np.pi)
 
 
 def matched_diameter_bias(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> tuple[float, int]:

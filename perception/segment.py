@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from .calibrate import apply_size_calibration
 from ._common import PerceptionInputError, check_image, check_positive, load_record, normalise, onnx_session, resolve_model
 from .instances import ParticleTable, maps_to_instances, particle_table, sigmoid
+from .occlusion import occluded_area_px
 from .significance import ROSE_K, drop_insignificant
 from .tiling import predict_tiled
 
@@ -55,13 +56,20 @@ class Segmenter:
     was trained on crowded 256-px scenes normalised at 99.5 %, where that percentile lies on
     particles; on an acquired frame with sparse particles it lies in the substrate noise, the
     particles saturate and the network splits them and marks noise. 99.9 % keeps the white
-    point on particles down to ~0.1 % particle cover (see docs/perception.md).
+    point on particles down to ~0.1 % particle cover (see docs/perception.md). fill_occluded:
+    add to each touching particle the area hidden under its neighbours (`perception.occlusion`),
+    so that diameters are projected-area-equivalent also in clusters (column `occluded_px`).
+    split_solidity: instances less solid than this (two particles merged through a neck) are
+    split on their distance transform (`instances.split_concave`; 0 never splits). Merges lose
+    the smaller particle of a touching pair, which biased the mean diameter up by ~1.5 % on
+    the dense scenario.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, int8: bool = False, threads: int = 2,
                  tile: int = 256, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
                  min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0,
-                 calibrated: bool = True, min_contrast_snr: float = ROSE_K, white_pct: float = 99.9):
+                 calibrated: bool = True, min_contrast_snr: float = ROSE_K, white_pct: float = 99.9,
+                 fill_occluded: bool = True, split_solidity: float = 0.85):
         self.model_path = resolve_model(model, "segmenter", int8=int8)
         self.record = load_record(self.model_path)
         self.session = onnx_session(self.model_path, threads)
@@ -76,6 +84,11 @@ class Segmenter:
             raise PerceptionInputError(f"min_contrast_snr = {min_contrast_snr!r}: must be a finite number >= 0")
         self.min_contrast_snr = float(min_contrast_snr)
         self.white_pct = check_positive(white_pct, "white_pct", 50.0, 100.0)
+        self.fill_occluded = bool(fill_occluded)
+        if isinstance(split_solidity, bool) or not isinstance(split_solidity, (int, float)) \
+                or not 0.0 <= split_solidity <= 1.0:
+            raise PerceptionInputError(f"split_solidity = {split_solidity!r}: must be a number in [0, 1]")
+        self.split_solidity = float(split_solidity)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
@@ -93,11 +106,12 @@ class Segmenter:
         if scale == 1.0:
             fg, bd, ct = self.predict_maps(image)
             return maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
-                                     min_area_px=self.min_area_px), fg
+                                     min_area_px=self.min_area_px, split_solidity=self.split_solidity), fg
         small = ndi.zoom(normalise(image, hi_pct=self.white_pct), scale, order=1, prefilter=False)
         fg, bd, ct = self.predict_maps(small)
         lab = maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
-                                min_area_px=max(2, int(self.min_area_px * scale * scale)))
+                                min_area_px=max(2, int(self.min_area_px * scale * scale)),
+                                split_solidity=self.split_solidity)
         zy, zx = image.shape[0] / lab.shape[0], image.shape[1] / lab.shape[1]
         rows = np.minimum((np.arange(image.shape[0]) / zy).astype(int), lab.shape[0] - 1)
         cols = np.minimum((np.arange(image.shape[1]) / zx).astype(int), lab.shape[1] - 1)
@@ -124,15 +138,18 @@ class Segmenter:
             s = check_positive(scale, "scale", 0.0, 4.0)
             labels, fg = self._labels_at(image, s)
         labels, snr = drop_insignificant(image, labels, self.min_contrast_snr)
-        table = particle_table(labels, px, confidence_map=fg, contrast_snr=snr)
+        hidden = occluded_area_px(labels) if self.fill_occluded else None
+        table = particle_table(labels, px, confidence_map=fg, contrast_snr=snr, occluded_px=hidden)
         return Segmentation(labels, self._calibrate(table, px, s))
 
     def _calibrate(self, table: ParticleTable, px: float, scale: float) -> ParticleTable:
-        """Subtract the model's outline offset (`perception.calibrate`) from diameters and areas."""
+        """Subtract the model's outline offset (`perception.calibrate`) from diameters and areas,
+        then apply its end-to-end factor (`system_factor`, 1 if absent)."""
         if not self.size_calibration or not len(table):
             return table
         d_inf = table["equivalent_diameter_m"] / px * scale  # diameter in inference pixels
         d = apply_size_calibration(d_inf, self.size_calibration) / scale * px
+        d = d * float(self.size_calibration.get("system_factor", 1.0))
         table.columns["equivalent_diameter_m"] = d
         table.columns["area_m2"] = np.pi * d * d / 4.0
         return table

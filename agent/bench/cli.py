@@ -62,6 +62,9 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="bayes, expert, spiral, raster, oracle [all five]")
     p.add_argument("--seeds", type=int, default=3, metavar="N",
                    help="episodes per scenario and policy, on the scenario's first N test seeds [3]")
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="seeds: test (benchmarks) or train (calibration runs, e.g. `emtwin train calibrate "
+                        "--agent-episodes`) [test]")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write results.json, results.md, episodes.jsonl and one PNG per scenario here")
     add_check_option(p)
@@ -116,7 +119,8 @@ def run_agent_command(args: argparse.Namespace) -> int:
         scenarios, policies, args.seeds, out=args.out, thresholds=args.check, executor=args.executor,
         workers=args.workers, scheduler=args.scheduler, segmenter=args.segmenter or default_segmenter(),
         fast=args.fast, max_frames=args.max_frames, max_instrument_s=args.max_instrument_s,
-        target_rel_precision=args.target_rel_precision, progress=not args.no_progress, plots=not args.no_plots)
+        target_rel_precision=args.target_rel_precision, progress=not args.no_progress, plots=not args.no_plots,
+        split=args.split)
     print(result["table"])
     failed = [e for e in result["episodes"] if e.get("error")]
     for e in failed:

@@ -70,8 +70,9 @@ def benchmark_seeds(train_seeds: Sequence[int], test_seeds: Sequence[int], n: in
 
 def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, segmenter: str = "classical",
            fast: bool = False, max_frames: int | None = None, max_instrument_s: float | None = None,
-           target_rel_precision: float | None = None) -> list[EpisodeSpec]:
-    """Every (scenario, policy, seed) episode, scenarios validated and seeds from their test lists."""
+           target_rel_precision: float | None = None, split: str = "test") -> list[EpisodeSpec]:
+    """Every (scenario, policy, seed) episode, scenarios validated; seeds from their test lists, or
+    with split="train" the first N train seeds (for calibration runs that no benchmark may score)."""
     from twin import load_scenario
     from twin.config import scenario_path, scenarios_dir
 
@@ -79,6 +80,8 @@ def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, s
 
     if not scenarios or not policies:
         raise ValueError("scenarios and policies: must each name at least one")
+    if split not in ("test", "train"):
+        raise ValueError(f"split = {split!r}: must be 'test' or 'train'")
     for p in policies:
         if p not in POLICIES:
             raise ValueError(f"policy = {p!r}: must be one of {', '.join(POLICIES)}")
@@ -99,7 +102,9 @@ def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, s
             raise ValueError(f"scenarios = {labels[sc.name]!r} and {ref!r}: both are named {sc.name!r}; "
                              "results are grouped by name, so names must differ")
         for policy in dict.fromkeys(policies):
-            for seed in benchmark_seeds(sc.train_seeds, sc.test_seeds, n_seeds):
+            seeds = (benchmark_seeds(sc.train_seeds, sc.test_seeds, n_seeds) if split == "test"
+                     else list(sc.train_seeds)[:n_seeds])
+            for seed in seeds:
                 specs.append(EpisodeSpec(ref, policy, seed, segmenter, fast, max_frames, max_instrument_s,
                                          target_rel_precision, label=sc.name))
     return specs

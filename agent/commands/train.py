@@ -80,16 +80,49 @@ def _calibrate(sub) -> None:
     p.add_argument("--model", default=None, help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
     p.add_argument("--n-frames", type=int, default=120, help="labelled 512x512 scenario frames [120]")
     p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--agent-episodes", default=None, metavar="JSONL",
+                   help="instead of refitting the outline offset, set the end-to-end size factor from the "
+                        "episodes.jsonl of `emtwin bench agent --split train --policies bayes`")
+    p.add_argument("--focus-sigma-dof", type=float, default=0.25,
+                   help="focus error of the frames, standard deviation in depths of field [0.25: the agent's regime]")
 
     def func(args: argparse.Namespace) -> int:
         from perception.calibrate import calibrate_model
 
-        cal = calibrate_model(args.model, n_frames=args.n_frames, seed=args.seed)
+        if args.agent_episodes:
+            return _system_factor(args.model, args.agent_episodes)
+        cal = calibrate_model(args.model, n_frames=args.n_frames, seed=args.seed, focus_sigma_dof=args.focus_sigma_dof)
         rows = ", ".join(f"{d:.1f} px: {o:+.2f} px" for d, o in zip(cal["d_px"], cal["offset_px"]))
         print(f"diameter offset by predicted size: {rows} ({sum(cal['pairs'])} matched particles, {cal['time_s']} s)")
         return 0
 
     p.set_defaults(func=func)
+
+
+def _system_factor(model: str | None, path: str) -> int:
+    """Fit and store the end-to-end size factor of a segmenter from agent episodes (JSONL)."""
+    import json
+    from pathlib import Path
+
+    from perception._common import resolve_model
+    from perception.calibrate import fit_system_factor
+
+    lines = Path(path).read_text().splitlines()
+    try:
+        episodes = [json.loads(x) for x in lines if x.strip()]
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON lines ({exc})") from None
+    rec_path = Path(resolve_model(model, "segmenter")).with_suffix(".json")
+    rec = json.loads(rec_path.read_text())
+    cal = rec.get("size_calibration")
+    if not cal:
+        raise ValueError(f"{rec_path}: has no size_calibration; run `emtwin train calibrate` first")
+    fit = fit_system_factor(episodes, current=float(cal.get("system_factor", 1.0)))
+    cal.update(fit)
+    rec_path.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+    print(f"system_factor {fit['system_factor']:.4f} from {len(fit['system_episodes'])} episodes "
+          f"(run-to-run sd of log ratio {fit['system_rel_error_sd']:.4f}); wrote {rec_path}")
+    return 0
 
 
 def _run(name: str):

@@ -182,7 +182,7 @@ class ScenarioFrameGenerator:
     """
 
     def __init__(self, seed: int = 0, shape_px: tuple[int, int] = (256, 256), names: tuple[str, ...] = SEM_SCENARIOS,
-                 d_px_range: tuple[float, float] = (7.0, 28.0), split: str = "train"):
+                 d_px_range: tuple[float, float] = (7.0, 28.0), split: str = "train", focus_sigma_dof: float = 0.5):
         from twin.config import load_scenario
 
         if split not in ("train", "test"):
@@ -192,6 +192,9 @@ class ScenarioFrameGenerator:
         self.shape_px = tuple(int(s) for s in shape_px)
         self.scenarios = [load_scenario(n) for n in names]
         self.d_px_range = d_px_range
+        if not 0.0 <= float(focus_sigma_dof) < 10.0:
+            raise ValueError(f"focus_sigma_dof = {focus_sigma_dof!r}: must be in [0, 10)")
+        self.focus_sigma_dof = float(focus_sigma_dof)
         self._twins: dict[tuple[int, int], object] = {}
 
     def _twin(self):
@@ -209,6 +212,12 @@ class ScenarioFrameGenerator:
 
     def labelled_frame(self) -> tuple[np.ndarray, np.ndarray]:
         """(image float32, labels int32) of one measurement-like frame."""
+        img, lab, _ = self.labelled_frame_sizes()
+        return img, lab
+
+    def labelled_frame_sizes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image, labels, true diameter in px of labels 1..n): the specimen's projected-area-
+        equivalent diameters, whole even where a particle is partly hidden under another."""
         from twin import optics, truth
 
         rng = self.rng
@@ -228,10 +237,26 @@ class ScenarioFrameGenerator:
             m.move_stage(x_m=float(rng.uniform(-half, half)), y_m=float(rng.uniform(-half, half)))
             wd = truth.focus_wd_m(m)
             dof = px / optics.alpha_rad(sc.optics, wd)
-            m.set_working_distance_m(wd + float(rng.normal(0.0, 0.5)) * dof)
+            m.set_working_distance_m(wd + float(rng.normal(0.0, self.focus_sigma_dof)) * dof)
             f = m.acquire()
             lab = truth.label_image(m, f)
             if lab.max() == 0 and rng.random() < 0.8:
                 continue
-            return f.image.astype(np.float32), relabel(lab)
+            return f.image.astype(np.float32), relabel(lab), _true_diameters_px(m, lab, px)
         raise RuntimeError("ScenarioFrameGenerator: 20 draws without a usable frame")
+
+
+def _true_diameters_px(m, lab: np.ndarray, px: float) -> np.ndarray:
+    """Specimen diameters (px) of the particle ids in `lab`, in the order of `relabel`."""
+    from twin import truth
+
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return np.zeros(0)
+    pose, (ex, ey) = m.stage(), truth.stage_error_m(m)
+    x, y = pose.x_m + ex, pose.y_m + ey
+    half = 2.0 * px * max(lab.shape)
+    tab = truth.particles_in(m, x - half, y - half, x + half, y + half)
+    d = dict(zip(tab.id.tolist(), tab.diameter_m.tolist()))
+    return np.array([d.get(int(i), np.nan) for i in ids]) / px

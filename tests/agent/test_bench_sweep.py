@@ -65,6 +65,15 @@ def test_existing_scheduler_and_serial_run_agree(specs, local_results):
     assert comparable(serial[0]) == comparable(local_results[1])
 
 
+def test_train_split_uses_the_scenarios_train_seeds():
+    from twin import load_scenario
+
+    specs = expand(["default"], ["bayes"], 3, split="train")
+    assert [s.seed for s in specs] == list(load_scenario("default").train_seeds)[:3]
+    with pytest.raises(ValueError, match="split"):
+        expand(["default"], ["bayes"], 1, split="validation")
+
+
 def test_seeds_come_from_the_test_list_then_avoid_training_seeds():
     assert benchmark_seeds([0, 1], [100, 101, 102], 2) == [100, 101]
     assert benchmark_seeds([103, 104], [100, 101, 102], 5) == [100, 101, 102, 105, 106]

@@ -54,3 +54,17 @@ def test_segmenter_applies_the_shipped_calibration():
     assert len(a) == len(b) >= 1
     assert np.all(a["equivalent_diameter_m"] <= b["equivalent_diameter_m"] + 1e-15)
     assert np.allclose(a["area_m2"], np.pi * a["equivalent_diameter_m"] ** 2 / 4)
+
+
+def test_system_factor_is_the_inverse_geometric_mean_on_train_seeds_only():
+    from perception.calibrate import fit_system_factor
+
+    eps = [{"scenario": "default", "seed": s, "rel_error": r} for s, r in ((0, 0.02), (1, 0.03), (2, 0.01))]
+    fit = fit_system_factor(eps, current=1.0)
+    gm = np.exp(np.mean(np.log([1.02, 1.03, 1.01])))
+    assert fit["system_factor"] == pytest.approx(1.0 / gm)
+    assert fit_system_factor(eps, current=0.98)["system_factor"] == pytest.approx(0.98 / gm)
+    with pytest.raises(ValueError, match="not a train seed"):
+        fit_system_factor(eps + [{"scenario": "default", "seed": 100, "rel_error": 0.0}])
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_system_factor(eps[:2])
