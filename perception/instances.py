@@ -24,12 +24,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, fg_thr: float = 0.5,
                       seed_thr: float = 0.3, min_area_px: int = 8, min_seed_px: int = 3,
-                      smooth: float = 0.0, rel_seed: float = 0.2, split_solidity: float = 0.0) -> np.ndarray:
+                      smooth: float = 0.0, rel_seed: float = 0.2, split_solidity: float = 0.0,
+                      merge_solidity: float = 0.0) -> np.ndarray:
     """Instance labels (int32, 0 = background) from probability maps in [0, 1].
 
     smooth: Gaussian sigma (px) applied to the centre map before seeding; rel_seed: seeds
     smaller than this fraction of the median seed area are dropped (spurious fragments);
-    split_solidity: instances less solid than this are split by `split_concave` (0: never).
+    split_solidity: instances less solid than this are split by `split_concave` (0: never);
+    merge_solidity: fragments of one particle are merged by `merge_fragments` (0: never).
     """
     mask = fg > fg_thr
     if not mask.any():
@@ -51,6 +53,8 @@ def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, 
         labels = np.where(orphan > 0, orphan + labels.max(), labels)
     if split_solidity > 0:
         labels = split_concave(labels, split_solidity)
+    if merge_solidity > 0:
+        labels = merge_fragments(labels, merge_solidity)
     return remove_small(labels.astype(np.int32), min_area_px)
 
 
@@ -82,6 +86,37 @@ def split_concave(labels: np.ndarray, min_solidity: float = 0.85, h_px: float = 
             sub[(parts == k) & p.image] = nxt
             nxt += 1
     return out
+
+
+def merge_fragments(labels: np.ndarray, min_union_solidity: float = 0.88, min_enclosed: float = 0.5) -> np.ndarray:
+    """Merge instances that are fragments of one particle: a group of touching instances whose
+    union is convex (solidity >= `min_union_solidity`) and holds an instance enclosed by the
+    others (>= `min_enclosed` of its edge on other instances, not substrate) becomes one. A
+    faceted particle with a flat top and bright facets comes out of the network as a core plus
+    rim pieces; a real cluster of particles has necks in its outline and no such core."""
+    from .occlusion import free_edge_points
+
+    out = labels.astype(np.int32, copy=True)
+    groups, n = ndi.label(out > 0, structure=np.ones((3, 3), bool))
+    for g, sl in enumerate(ndi.find_objects(groups), start=1):
+        win = out[sl]
+        ids = np.unique(win[groups[sl] == g])
+        if ids.size < 2:
+            continue
+        if regionprops((groups[sl] == g).astype(np.uint8))[0].solidity < min_union_solidity:
+            continue
+        bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+        for k in ids:
+            rr, _, contact = free_edge_points(out, int(k), _pad_bbox(bbox, out.shape))
+            if contact >= min_enclosed * (contact + rr.size):
+                win[np.isin(win, ids)] = ids[0]
+                break
+    return out
+
+
+def _pad_bbox(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    r0, c0, r1, c1 = bbox
+    return max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, shape[0]), min(c1 + 1, shape[1])
 
 
 def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:

@@ -69,7 +69,7 @@ class Segmenter:
                  tile: int = 256, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
                  min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0,
                  calibrated: bool = True, min_contrast_snr: float = ROSE_K, white_pct: float = 99.9,
-                 fill_occluded: bool = True, split_solidity: float = 0.85):
+                 fill_occluded: bool = True, split_solidity: float = 0.85, merge_solidity: float = 0.88):
         self.model_path = resolve_model(model, "segmenter", int8=int8)
         self.record = load_record(self.model_path)
         self.session = onnx_session(self.model_path, threads)
@@ -89,6 +89,10 @@ class Segmenter:
                 or not 0.0 <= split_solidity <= 1.0:
             raise PerceptionInputError(f"split_solidity = {split_solidity!r}: must be a number in [0, 1]")
         self.split_solidity = float(split_solidity)
+        if isinstance(merge_solidity, bool) or not isinstance(merge_solidity, (int, float)) \
+                or not 0.0 <= merge_solidity <= 1.0:
+            raise PerceptionInputError(f"merge_solidity = {merge_solidity!r}: must be a number in [0, 1]")
+        self.merge_solidity = float(merge_solidity)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
@@ -106,12 +110,13 @@ class Segmenter:
         if scale == 1.0:
             fg, bd, ct = self.predict_maps(image)
             return maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
-                                     min_area_px=self.min_area_px, split_solidity=self.split_solidity), fg
+                                     min_area_px=self.min_area_px, split_solidity=self.split_solidity,
+                                     merge_solidity=self.merge_solidity), fg
         small = ndi.zoom(normalise(image, hi_pct=self.white_pct), scale, order=1, prefilter=False)
         fg, bd, ct = self.predict_maps(small)
         lab = maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
                                 min_area_px=max(2, int(self.min_area_px * scale * scale)),
-                                split_solidity=self.split_solidity)
+                                split_solidity=self.split_solidity, merge_solidity=self.merge_solidity)
         zy, zx = image.shape[0] / lab.shape[0], image.shape[1] / lab.shape[1]
         rows = np.minimum((np.arange(image.shape[0]) / zy).astype(int), lab.shape[0] - 1)
         cols = np.minimum((np.arange(image.shape[1]) / zx).astype(int), lab.shape[1] - 1)

@@ -32,3 +32,22 @@ def test_solid_instances_and_a_zero_threshold_leave_labels_alone():
     disc = np.zeros((30, 30), np.int32)
     disc[np.hypot(*np.mgrid[-15:15, -15:15]) < 10] = 1
     assert (split_concave(disc) == disc).all()
+
+
+def test_rim_fragments_of_one_particle_are_merged_but_touching_particles_are_not():
+    from perception.instances import merge_fragments
+
+    yy, xx = np.mgrid[0:50, 0:50]
+    r = np.hypot(yy - 25, xx - 25)
+    lab = np.zeros((50, 50), np.int32)
+    lab[r < 6] = 1  # dark plateau
+    ring = (r >= 6) & (r < 12)
+    lab[ring & (xx < 25)] = 2  # bright facets, cut in two
+    lab[ring & (xx >= 25)] = 3
+    out = merge_fragments(lab)
+    assert np.unique(out[lab > 0]).size == 1 and ((out > 0) == (lab > 0)).all()
+    pair = np.zeros((40, 60), np.int32)  # two round particles touching: a neck, no enclosed core
+    yy, xx = np.mgrid[0:40, 0:60]
+    pair[np.hypot(yy - 20, xx - 20) < 10] = 1
+    pair[(np.hypot(yy - 20, xx - 39) < 10) & (pair == 0)] = 2
+    assert (merge_fragments(pair) == pair).all()
