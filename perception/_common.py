@@ -49,6 +49,13 @@ def check_positive(value: Any, name: str, low: float = 0.0, high: float = math.i
     return v
 
 
+def check_in_range(value: Any, name: str, low: float, high: float) -> float:
+    """Return `value` as float if it is a real number (not bool) with low <= value <= high, else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise PerceptionInputError(f"{name} = {value!r}: must be a number in [{low:g}, {high:g}]")
+    return float(value)
+
+
 def normalise(image: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.ndarray:
     """Percentile normalisation to float32, low percentile -> 0, high -> 1 (not clipped beyond [-0.5, 1.5]).
 

@@ -84,6 +84,7 @@ def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confid
     rule (every detection not cut by the border with confidence >= min_confidence, against every
     particle not cut by the border)."""
     from . import Segmenter
+    from .instances import border_labels
     from .metrics import matched_pairs
 
     frames = frames if frames is not None else scenario_test_frames(n)
@@ -102,8 +103,7 @@ def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confid
             if len(tab):
                 ok = ~np.asarray(tab["touches_border"], bool) & (np.asarray(tab["confidence"]) >= min_confidence)
                 d_pred.append(d[ok])
-            edge = np.unique(np.concatenate([gt[0], gt[-1], gt[:, 0], gt[:, -1]]))
-            d_true.append(dt_px[~np.isin(np.arange(1, dt_px.size + 1), edge)])
+            d_true.append(dt_px[~np.isin(np.arange(1, dt_px.size + 1), border_labels(gt))])
         mp, mr, mt = (np.concatenate(a) for a in (mp, mr, mt))
         dp = np.concatenate(d_pred) if d_pred else np.empty(0)
         dt = np.concatenate(d_true)

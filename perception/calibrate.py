@@ -4,19 +4,19 @@ The network's outlines sit a fraction of a pixel outside the true edge (about +0
 diameter of 8-22 px particles on the twin). Like sizing against a certified reference
 material, the offset is measured once on labelled frames that no benchmark uses (the
 shipped scenarios' train seeds), tabulated against the predicted diameter in pixels, and
-subtracted from every diameter the segmenter reports. The reference is each particle's
+subtracted from every diameter the segmenter reports (`emtwin train calibrate` writes the
+table into the model's JSON record; `Segmenter(calibrated=False)` ignores it). The reference is each particle's
 projected-area-equivalent diameter from the specimen (whole also where a neighbour hides
 part of it), in the measurement regime of the agent: frames within a fraction of a depth of
 field of focus (`focus_sigma_dof`), since the offset grows with defocus blur. Only particles
-that touch no other and are not cut by the frame edge are used: the outline offset is a property of an edge against the
-substrate, while the area hidden in clusters is restored by `perception.occlusion`.
+that touch no other and are not cut by the frame edge are used: the outline offset is a
+property of an edge against the substrate, while the area hidden in clusters is restored by `perception.occlusion`.
 
 What matched pairs cannot see is selection: small or crowded particles that are missed or
 merged shift the mean of what is measured. `system_factor` closes that loop end to end, as a
 laboratory checks its sizing against a reference sample of known mean size: agent runs on the
 scenarios' *train* seeds (`emtwin bench agent --split train`) give the ratio of the measured to
-the true mean diameter, and `fit_system_factor` stores its inverse (geometric mean over runs). `emtwin train calibrate` writes the
-table into the model's JSON record; `Segmenter(calibrated=False)` ignores it.
+the true mean diameter, and `fit_system_factor` stores its inverse (geometric mean over runs).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .instances import touching_labels
+from .instances import border_labels, touching_labels
 from .metrics import matched_pairs
 
 DEFAULT_EDGES_PX = (0.0, 6.0, 9.0, 12.0, 16.0, 22.0, 30.0, 45.0, 70.0)
@@ -83,9 +83,8 @@ def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 1
         img, gt, d_true = gen.labelled_frame_sizes()
         res = seg.segment(img, 1e-9)
         gi, pi = matched_pairs(gt, res.labels)
-        edge = np.concatenate([gt[0], gt[-1], gt[:, 0], gt[:, -1]])
         # gt is relabelled 1..n: index i is label i + 1; keep particles clear of others and of the frame edge
-        free = ~np.isin(gi + 1, touching_labels(gt)) & ~np.isin(gi + 1, edge)
+        free = ~np.isin(gi + 1, touching_labels(gt)) & ~np.isin(gi + 1, border_labels(gt))
         pred.append(res.particles["equivalent_diameter_m"][pi[free]] / 1e-9)
         true.append(d_true[gi[free]])
         if progress and (i + 1) % 20 == 0:

@@ -94,7 +94,7 @@ def merge_fragments(labels: np.ndarray, min_union_solidity: float = 0.88, min_en
     others (>= `min_enclosed` of its edge on other instances, not substrate) becomes one. A
     faceted particle with a flat top and bright facets comes out of the network as a core plus
     rim pieces; a real cluster of particles has necks in its outline and no such core."""
-    from .occlusion import free_edge_points
+    from .occlusion import free_edge_points, grown_box
 
     out = labels.astype(np.int32, copy=True)
     groups, n = ndi.label(out > 0, structure=np.ones((3, 3), bool))
@@ -105,18 +105,13 @@ def merge_fragments(labels: np.ndarray, min_union_solidity: float = 0.88, min_en
             continue
         if regionprops((groups[sl] == g).astype(np.uint8))[0].solidity < min_union_solidity:
             continue
-        bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+        box = grown_box(sl, out.shape)
         for k in ids:
-            rr, _, contact = free_edge_points(out, int(k), _pad_bbox(bbox, out.shape))
+            rr, _, contact = free_edge_points(out, int(k), box)
             if contact >= min_enclosed * (contact + rr.size):
                 win[np.isin(win, ids)] = ids[0]
                 break
     return out
-
-
-def _pad_bbox(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    r0, c0, r1, c1 = bbox
-    return max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, shape[0]), min(c1 + 1, shape[1])
 
 
 def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
@@ -168,6 +163,12 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+def border_labels(labels: np.ndarray) -> np.ndarray:
+    """Sorted nonzero label values of instances cut by the image edge."""
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return edge[edge > 0]
 
 
 def touching_labels(labels: np.ndarray) -> np.ndarray:

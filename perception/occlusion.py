@@ -55,6 +55,12 @@ def fit_ellipse(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return np.array([A, B, C, D, E, F])
 
 
+def grown_box(sl: tuple[slice, slice], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(r0, c0, r1, c1) of a `find_objects` slice pair grown by 1 px, clipped to `shape`."""
+    return (max(sl[0].start - 1, 0), max(sl[1].start - 1, 0),
+            min(sl[0].stop + 1, shape[0]), min(sl[1].stop + 1, shape[1]))
+
+
 def free_edge_points(labels: np.ndarray, label: int, bbox: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, int]:
     """(rows, cols) of crack points between `label` and the substrate (pixel-centre coordinates
     +- 0.5 px), and the number of crack edges it shares with other instances."""
@@ -86,13 +92,11 @@ def occluded_area_px(labels: np.ndarray, max_contact: float = 0.7, max_gain: flo
     out = np.zeros(n, float)
     if n == 0:
         return out
-    h, w = lab.shape
     for i, sl in enumerate(ndi.find_objects(lab)):
         if sl is None:
             continue
         k = i + 1
-        r0, r1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
-        c0, c1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
+        r0, c0, r1, c1 = grown_box(sl, lab.shape)
         win = lab[r0:r1, c0:c1]
         if not ((win > 0) & (win != k)).any():
             continue

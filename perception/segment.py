@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .calibrate import apply_size_calibration
-from ._common import PerceptionInputError, check_image, check_positive, load_record, normalise, onnx_session, resolve_model
+from ._common import PerceptionInputError, check_image, check_in_range, check_positive, load_record, normalise, onnx_session, resolve_model
 from .instances import ParticleTable, maps_to_instances, particle_table, sigmoid
 from .occlusion import occluded_area_px
 from .significance import ROSE_K, drop_insignificant
@@ -85,14 +85,8 @@ class Segmenter:
         self.min_contrast_snr = float(min_contrast_snr)
         self.white_pct = check_positive(white_pct, "white_pct", 50.0, 100.0)
         self.fill_occluded = bool(fill_occluded)
-        if isinstance(split_solidity, bool) or not isinstance(split_solidity, (int, float)) \
-                or not 0.0 <= split_solidity <= 1.0:
-            raise PerceptionInputError(f"split_solidity = {split_solidity!r}: must be a number in [0, 1]")
-        self.split_solidity = float(split_solidity)
-        if isinstance(merge_solidity, bool) or not isinstance(merge_solidity, (int, float)) \
-                or not 0.0 <= merge_solidity <= 1.0:
-            raise PerceptionInputError(f"merge_solidity = {merge_solidity!r}: must be a number in [0, 1]")
-        self.merge_solidity = float(merge_solidity)
+        self.split_solidity = check_in_range(split_solidity, "split_solidity", 0.0, 1.0)
+        self.merge_solidity = check_in_range(merge_solidity, "merge_solidity", 0.0, 1.0)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]

@@ -51,3 +51,15 @@ def test_rim_fragments_of_one_particle_are_merged_but_touching_particles_are_not
     pair[np.hypot(yy - 20, xx - 20) < 10] = 1
     pair[(np.hypot(yy - 20, xx - 39) < 10) & (pair == 0)] = 2
     assert (merge_fragments(pair) == pair).all()
+
+
+def test_segmenter_rejects_bad_split_and_merge_thresholds():
+    import pytest
+
+    from perception import Segmenter
+    from perception._common import PerceptionInputError
+
+    for name in ("split_solidity", "merge_solidity"):
+        for bad in (1.5, -0.1, True, "0.9", float("nan")):
+            with pytest.raises(PerceptionInputError, match=name):
+                Segmenter(**{name: bad})
