@@ -2,7 +2,9 @@
 
 The floor the learned segmenter must beat, and a dependency-light fallback. Particles are
 assumed brighter than the substrate (SE/BSE of particles on a light substrate) unless
-`bright=False`.
+`bright=False`. Otsu splits any histogram in two, also that of an empty frame (pure noise),
+so the threshold is held at least `noise_k` smoothed-noise sigmas above the background
+class, and instances failing the Rose contrast test (`perception.significance`) are dropped.
 """
 from __future__ import annotations
 
@@ -11,22 +13,37 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from ._common import check_image, check_positive
+from ._common import check_image, check_in_range, check_positive
 from .instances import particle_table
 from .segment import Segmentation
+from .significance import ROSE_K, drop_insignificant, noise_sigma
 
 
 class ClassicalSegmenter:
     """Otsu (1979) threshold on a smoothed image, then a watershed on the distance transform."""
 
-    def __init__(self, sigma_px: float = 1.0, bright: bool = True, min_area_px: int = 8):
-        self.sigma_px, self.bright, self.min_area_px = float(sigma_px), bool(bright), int(min_area_px)
+    def __init__(self, sigma_px: float = 1.0, bright: bool = True, min_area_px: int = 8,
+                 noise_k: float = 3.0, min_contrast_snr: float = ROSE_K):
+        self.sigma_px = check_positive(sigma_px, "sigma_px", 0.0, 100.0)
+        self.bright, self.min_area_px = bool(bright), int(min_area_px)
+        self.noise_k = check_in_range(noise_k, "noise_k", 0.0, 100.0)
+        self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, 1e6)
+
+    def threshold(self, smoothed: np.ndarray, raw: np.ndarray) -> float:
+        """Otsu's threshold, raised to `noise_k` smoothed-noise sigmas above the mean of the
+        class below it. Gaussian smoothing (sigma s px) of white noise divides its sigma by
+        2 s sqrt(pi) (variance 1/(4 pi s^2))."""
+        t = float(threshold_otsu(smoothed))
+        below = smoothed[smoothed <= t]
+        sigma_s = noise_sigma(raw) / (2.0 * self.sigma_px * np.sqrt(np.pi))
+        return max(t, float(below.mean()) + self.noise_k * sigma_s if below.size else t)
 
     def labels(self, image: np.ndarray) -> np.ndarray:
-        img = ndimage.gaussian_filter(check_image(image).astype(np.float32), self.sigma_px)
+        raw = check_image(image).astype(np.float32)
         if not self.bright:
-            img = -img
-        fg = ndimage.binary_opening(img > threshold_otsu(img), iterations=1)
+            raw = -raw
+        img = ndimage.gaussian_filter(raw, self.sigma_px)
+        fg = ndimage.binary_opening(img > self.threshold(img, raw), iterations=1)
         dist = ndimage.distance_transform_edt(fg)
         peaks = (dist > 2) & (dist >= 0.6 * ndimage.maximum_filter(dist, size=7))
         markers, _ = ndimage.label(peaks)
@@ -35,7 +52,7 @@ class ClassicalSegmenter:
         small = sizes < self.min_area_px
         small[0] = False
         lab[small[lab]] = 0
-        return lab
+        return drop_insignificant(raw, lab, self.min_contrast_snr)[0]
 
     def segment(self, image: np.ndarray, pixel_size_m: float) -> Segmentation:
         px = check_positive(pixel_size_m, "pixel_size_m", 0.0, 1e-2)

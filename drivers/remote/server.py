@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -170,16 +171,33 @@ class MicroscopeServer:
         self._loop_thread = None
 
     def serve_forever(self) -> None:
-        """Serve until Ctrl-C (KeyboardInterrupt), then stop cleanly."""
+        """Serve until Ctrl-C or SIGTERM, then stop cleanly.
+
+        From the main thread, SIGINT and SIGTERM only set the stop flag (their handlers are
+        restored afterwards): a KeyboardInterrupt raised inside `Thread.join` can leave the
+        joined thread's lock held and the shutdown hanging (CPython bpo-45274)."""
         if self._loop_thread is None:
             self.start()
+        previous = self._install_stop_handlers()
         try:
-            while self._loop_thread is not None and self._loop_thread.is_alive():
-                self._loop_thread.join(0.5)
+            while self._loop_thread is not None and self._loop_thread.is_alive() and not self._stopping.is_set():
+                self._stopping.wait(0.5)
         except KeyboardInterrupt:
             log.info("interrupted; stopping")
         finally:
-            self.stop()
+            self.stop(timeout_s=30.0)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _install_stop_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            log.info("signal %d; stopping", signum)
+            self._stopping.set()
+
+        return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def __enter__(self) -> "MicroscopeServer":
         return self.start()

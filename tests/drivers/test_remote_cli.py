@@ -1,6 +1,7 @@
 """`emtwin serve` and `emtwin keys`."""
 from __future__ import annotations
 
+import os
 import select
 import signal
 import subprocess
@@ -36,6 +37,7 @@ def test_serve_runs_until_ctrl_c(tmp_path) -> None:
         [sys.executable, "-m", "agent.cli", "serve", "--driver", "null", "--seed", "4",
          "--bind", control, "--stream", stream],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 30.0)
@@ -44,7 +46,12 @@ def test_serve_runs_until_ctrl_c(tmp_path) -> None:
             assert m.status().backend == "null"
             assert m.set_fov_m(3e-6) == 3e-6
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 0
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:  # hung: SIGABRT makes faulthandler print every thread's stack
+            proc.send_signal(signal.SIGABRT)
+            raise AssertionError("serve did not stop within 30 s of SIGINT:\n" + proc.communicate(timeout=10)[1])
+        assert code == 0
         assert "stopped" in proc.stdout.read()
     finally:
         proc.kill()
