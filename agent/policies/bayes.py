@@ -28,6 +28,11 @@ class BayesPolicy(Policy):
     target_px_per_diameter = 14.0
     frame_scale: float = 2.0  # measurement frame side relative to the configured shape
     fine_initial_focus = False  # the focus map is empty, so the first field is refocused anyway
+    focus_particles = 6.0  # particles a focus raster should hold on average (size_focus_raster)
+    max_focus_grow = 2.0  # at most 2x the side (4x the scan time) of the configured focus raster
+    # catalogued particles per survey site, by area: 4-11 on the shipped default, sparse and dense
+    # scenarios (50 nm survey pixels miss small particles and merge clusters; fifth session)
+    survey_undercount = 5.0
 
     # ---- hooks the oracle overrides -----------------------------------------------------------
     def sites(self) -> Sites:
@@ -52,7 +57,40 @@ class BayesPolicy(Policy):
         s = self.session
         if s.focus_uncertain(x, y, tolerance_dof=0.5):
             s.goto_field(x, y)
+            self.size_focus_raster()
             s.focus(method="two_point")
+
+    def particle_density_m2(self) -> float:
+        """Particles per m² seen so far: catalogued per measured area once fields exist, else
+        survey sites per surveyed area times `survey_undercount`. 0 when nothing is known."""
+        st = self.session.state
+        if st.fields and len(self.session.catalog):
+            return len(self.session.catalog) / sum(f.fov_m * f.height_m for f in st.fields)
+        area = sum(w * h for _, _, w, h in st.survey_fields)
+        return len(self.sites()) * self.survey_undercount / area if area > 0 else 0.0
+
+    def size_focus_raster(self) -> None:
+        """Widen the focus raster (never below its configured side) so that it holds
+        `focus_particles` particles on average when it would hold fewer than half of that: an
+        empty raster gives no focus signal and costs a preview and a second pair. Particles are
+        ~Poisson, so P(empty) = exp(-6) = 0.25 % after growing, below 5 % without.
+        The side grows at most `max_focus_grow` x: on sparse specimens each such focus frame
+        costs ~0.8 s more, about what a failed pair and its preview cost."""
+        s = self.session
+        base = self.state.setdefault("focus_base_px", tuple(s.settings.focus_shape_px))
+        want = self.options.get("focus_particles", self.focus_particles)
+        if isinstance(want, bool) or not isinstance(want, (int, float)) or not 0 <= want <= 1000:
+            raise ValueError(f"policy option focus_particles = {want!r}: must be a number in [0, 1000]")
+        density = self.particle_density_m2()
+        rows, cols = base
+        expected = density * rows * cols * s.settings.pixel_size_m ** 2
+        if density > 0 and expected < want / 2:  # hysteresis: crowded specimens keep the configured raster
+            side = math.sqrt(want / density) / s.settings.pixel_size_m
+            rmax, cmax = s.scope.limits().shape_px_max
+            grow = min(max(side / math.sqrt(rows * cols), 1.0), rmax / rows, cmax / cols, self.max_focus_grow)
+            rows, cols = int(round(rows * grow)), int(round(cols * grow))
+        s.settings.focus_shape_px = (rows, cols)
+        s.autofocus.shape_px = (rows, cols)
 
     # ---- planning ------------------------------------------------------------------------------
     def choose_frame(self) -> None:
