@@ -16,7 +16,7 @@ from skimage.segmentation import watershed
 from ._common import check_image, check_in_range, check_positive
 from .instances import particle_table
 from .segment import Segmentation
-from .significance import ROSE_K, drop_insignificant, noise_sigma
+from .significance import MAX_CONTRAST_SNR, ROSE_K, drop_insignificant, noise_sigma
 
 
 class ClassicalSegmenter:
@@ -27,16 +27,15 @@ class ClassicalSegmenter:
         self.sigma_px = check_positive(sigma_px, "sigma_px", 0.0, 100.0)
         self.bright, self.min_area_px = bool(bright), int(min_area_px)
         self.noise_k = check_in_range(noise_k, "noise_k", 0.0, 100.0)
-        self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, 1e6)
+        self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, MAX_CONTRAST_SNR)
 
     def threshold(self, smoothed: np.ndarray, raw: np.ndarray) -> float:
         """Otsu's threshold, raised to `noise_k` smoothed-noise sigmas above the mean of the
         class below it. Gaussian smoothing (sigma s px) of white noise divides its sigma by
         2 s sqrt(pi) (variance 1/(4 pi s^2))."""
-        t = float(threshold_otsu(smoothed))
-        below = smoothed[smoothed <= t]
+        t = float(threshold_otsu(smoothed))  # >= the minimum, so the class below is never empty
         sigma_s = noise_sigma(raw) / (2.0 * self.sigma_px * np.sqrt(np.pi))
-        return max(t, float(below.mean()) + self.noise_k * sigma_s if below.size else t)
+        return max(t, float(smoothed[smoothed <= t].mean()) + self.noise_k * sigma_s)
 
     def labels(self, image: np.ndarray) -> np.ndarray:
         raw = check_image(image).astype(np.float32)

@@ -17,7 +17,7 @@ from .calibrate import apply_size_calibration
 from ._common import PerceptionInputError, check_image, check_in_range, check_positive, load_record, normalise, onnx_session, resolve_model
 from .instances import ParticleTable, maps_to_instances, particle_table, sigmoid
 from .occlusion import occluded_area_px
-from .significance import ROSE_K, drop_insignificant
+from .significance import MAX_CONTRAST_SNR, ROSE_K, drop_insignificant
 from .tiling import predict_tiled
 
 
@@ -79,10 +79,7 @@ class Segmenter:
         self.invert = invert
         self.auto_max_px = float(auto_max_px)
         self.size_calibration = self.record.get("size_calibration") if calibrated else None
-        if isinstance(min_contrast_snr, bool) or not isinstance(min_contrast_snr, (int, float)) \
-                or not 0.0 <= min_contrast_snr < np.inf:
-            raise PerceptionInputError(f"min_contrast_snr = {min_contrast_snr!r}: must be a finite number >= 0")
-        self.min_contrast_snr = float(min_contrast_snr)
+        self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, MAX_CONTRAST_SNR)
         self.white_pct = check_positive(white_pct, "white_pct", 50.0, 100.0)
         self.fill_occluded = bool(fill_occluded)
         self.split_solidity = check_in_range(split_solidity, "split_solidity", 0.0, 1.0)

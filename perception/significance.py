@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 ROSE_K = 5.0
+MAX_CONTRAST_SNR = 1e6  # upper bound accepted for a min_contrast_snr setting
 _MAD_TO_SIGMA = 1.4826  # normal distribution: sigma = 1.4826 * median absolute deviation
 
 

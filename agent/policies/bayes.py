@@ -78,9 +78,7 @@ class BayesPolicy(Policy):
         costs ~0.8 s more, about what a failed pair and its preview cost."""
         s = self.session
         base = self.state.setdefault("focus_base_px", tuple(s.settings.focus_shape_px))
-        want = self.options.get("focus_particles", self.focus_particles)
-        if isinstance(want, bool) or not isinstance(want, (int, float)) or not 0 <= want <= 1000:
-            raise ValueError(f"policy option focus_particles = {want!r}: must be a number in [0, 1000]")
+        want = self.option("focus_particles", self.focus_particles, 0.0, 1000.0)
         density = self.particle_density_m2()
         rows, cols = base
         expected = density * rows * cols * s.settings.pixel_size_m ** 2
@@ -92,6 +90,13 @@ class BayesPolicy(Policy):
         s.settings.focus_shape_px = (rows, cols)
         s.autofocus.shape_px = (rows, cols)
 
+    def option(self, name: str, default: float, low: float, high: float) -> float:
+        """Numeric policy option `name` (default `default`), checked to lie in [low, high]."""
+        v = self.options.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+            raise ValueError(f"policy option {name} = {v!r}: must be a number in [{low:g}, {high:g}]")
+        return float(v)
+
     # ---- planning ------------------------------------------------------------------------------
     def choose_frame(self) -> None:
         """Scale measurement and focus frames by `frame_scale`, within the scan generator's limits.
@@ -102,9 +107,7 @@ class BayesPolicy(Policy):
         s = self.session
         if self.state.get("frame_set"):
             return
-        k = self.options.get("frame_scale", self.frame_scale)
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0.1 <= k <= 16:
-            raise ValueError(f"policy option frame_scale = {k!r}: must be a number in [0.1, 16]")
+        k = self.option("frame_scale", self.frame_scale, 0.1, 16.0)
         rmax, cmax = s.scope.limits().shape_px_max
         for name in ("shape_px", "focus_shape_px"):
             rows, cols = getattr(s.settings, name)
