@@ -18,6 +18,17 @@ from skimage.measure import regionprops
 from skimage.segmentation import watershed
 
 
+def crops_pay(slices: list, shape: tuple[int, ...], margin_px: int, overhead_px: float = 2000.0) -> bool:
+    """True when working object by object in boxes grown by `margin_px` costs less than one
+    pass over the frame: the boxes' total area plus a fixed cost per object (the Python loop,
+    worth about `overhead_px` pixels of filtering) is below the frame's area."""
+    area = overhead_px * len(slices)
+    for sl in slices:
+        if sl is not None:
+            area += np.prod([min(n, s.stop + margin_px) - max(0, s.start - margin_px) for s, n in zip(sl, shape)])
+    return area < np.prod(shape)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
 
@@ -46,16 +57,50 @@ def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, 
         small = sizes < limit
         small[0] = False
         markers[small[markers]] = 0
-    labels = watershed(-centre, markers, mask=mask) if markers.any() else np.zeros(fg.shape, np.int32)
-    # foreground components that received no seed become instances of their own
-    orphan, k = ndi.label(mask & (labels == 0))
-    if k:
-        labels = np.where(orphan > 0, orphan + labels.max(), labels)
+    labels = seeded_watershed(-centre, markers, mask)
     if split_solidity > 0:
         labels = split_concave(labels, split_solidity)
     if merge_solidity > 0:
         labels = merge_fragments(labels, merge_solidity)
     return remove_small(labels.astype(np.int32), min_area_px)
+
+
+def seeded_watershed(surface: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Watershed of `surface` from `markers` within `mask`, run on each 4-connected component of
+    the mask in its own box (the flood cannot leave a component, so this equals one watershed
+    over the frame, at the cost of the foreground only). Components without a marker become
+    instances of their own, numbered after the largest marker in raster order."""
+    comp, n = ndi.label(mask)
+    boxes = ndi.find_objects(comp)
+    if not crops_pay(boxes, mask.shape, 0):
+        labels = watershed(surface, markers, mask=mask) if markers.any() else np.zeros(mask.shape, np.int32)
+        orphan, k = ndi.label(mask & (labels == 0))
+        return np.where(orphan > 0, orphan + labels.max(), labels) if k else labels
+    labels = np.zeros(mask.shape, np.int32)
+    top = int(markers.max()) if markers.size else 0
+    for c, sl in enumerate(boxes, start=1):
+        here = comp[sl] == c
+        seeds = np.where(here, markers[sl], 0)
+        if seeds.any():
+            grown = watershed(surface[sl], seeds, mask=here)
+            labels[sl][here] = grown[here]
+        else:
+            top += 1
+            labels[sl][here] = top
+    return labels
+
+
+def octagon_px(coords: np.ndarray) -> int:
+    """Pixel centres inside the octagon bounding a region's pixels (rows, columns and both
+    diagonals, each widened by half a pixel): an upper bound of the convex-hull area that
+    `regionprops` counts (its hull spans the pixels' edge midpoints), so area / octagon_px is a
+    lower bound of the solidity at a fraction of the cost of the hull."""
+    r, c = coords[:, 0], coords[:, 1]
+    s, d = r + c, r - c
+    rows = np.arange(r.min(), r.max() + 1)
+    lo = np.maximum(np.maximum(c.min(), s.min() - rows), rows - d.max())
+    hi = np.minimum(np.minimum(c.max(), s.max() - rows), rows - d.min())
+    return int(np.maximum(hi - lo + 1, 0).sum())
 
 
 def split_concave(labels: np.ndarray, min_solidity: float = 0.85, h_px: float = 0.5,
@@ -72,7 +117,7 @@ def split_concave(labels: np.ndarray, min_solidity: float = 0.85, h_px: float = 
     out = labels.astype(np.int32, copy=True)
     nxt = int(out.max()) + 1
     for p in regionprops(out):
-        if p.area < min_area_px or p.solidity >= min_solidity:
+        if p.area < min_area_px or p.area >= min_solidity * octagon_px(p.coords) or p.solidity >= min_solidity:
             continue
         mask = np.pad(p.image, 1)
         dist = ndi.distance_transform_edt(mask)
@@ -103,7 +148,8 @@ def merge_fragments(labels: np.ndarray, min_union_solidity: float = 0.88, min_en
         ids = np.unique(win[groups[sl] == g])
         if ids.size < 2:
             continue
-        if regionprops((groups[sl] == g).astype(np.uint8))[0].solidity < min_union_solidity:
+        union = regionprops((groups[sl] == g).astype(np.uint8))[0]
+        if union.area < min_union_solidity * octagon_px(union.coords) and union.solidity < min_union_solidity:
             continue
         box = grown_box(sl, out.shape)
         for k in ids:
@@ -176,11 +222,44 @@ def touching_labels(labels: np.ndarray) -> np.ndarray:
     lab = np.asarray(labels)
     if lab.max() == 0:
         return np.zeros(0, lab.dtype)
-    big = np.iinfo(lab.dtype).max if np.issubdtype(lab.dtype, np.integer) else np.inf
-    hi = ndi.maximum_filter(lab, size=3)
-    lo = ndi.minimum_filter(np.where(lab == 0, big, lab), size=3)
-    fg = lab > 0
-    return np.unique(lab[fg & ((hi > lab) | (lo < lab))])
+    boxes = ndi.find_objects(lab)
+    if not crops_pay(boxes, lab.shape, 1):
+        big = np.iinfo(lab.dtype).max if np.issubdtype(lab.dtype, np.integer) else np.inf
+        hi = ndi.maximum_filter(lab, size=3)
+        lo = ndi.minimum_filter(np.where(lab == 0, big, lab), size=3)
+        return np.unique(lab[(lab > 0) & ((hi > lab) | (lo < lab))])
+    eight = np.ones((3, 3), bool)
+    out = []
+    for k, sl in enumerate(boxes, start=1):
+        if sl is None:
+            continue
+        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
+        sub = lab[box]
+        other = (sub != k) & (sub > 0)
+        if other.any() and (ndi.binary_dilation(other, eight) & (sub == k)).any():
+            out.append(k)
+    return np.asarray(out, lab.dtype)
+
+
+def _moments(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Area (px), centroid row and column (px) and eccentricity of the instances `ids`, from
+    the second central moments (the ellipse with the same moments, as `regionprops`)."""
+    flat = labels.ravel()
+    on = np.flatnonzero(flat)
+    lab = flat[on]
+    rr, cc = np.divmod(on, labels.shape[1])
+    m = int(ids.max()) + 1
+    a = np.bincount(lab, minlength=m).astype(np.float64)
+    mr = np.bincount(lab, rr, m) / np.maximum(a, 1)
+    mc = np.bincount(lab, cc, m) / np.maximum(a, 1)
+    dr, dc = rr - mr[lab], cc - mc[lab]
+    vr, vc = (np.bincount(lab, x, m) / np.maximum(a, 1) for x in (dr * dr, dc * dc))
+    cov = np.bincount(lab, dr * dc, m) / np.maximum(a, 1)
+    half = np.sqrt(0.25 * (vr - vc) ** 2 + cov ** 2)
+    l1, l2 = 0.5 * (vr + vc) + half, 0.5 * (vr + vc) - half
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ecc = np.where(l1 > 0, np.sqrt(np.clip(1.0 - l2 / l1, 0.0, 1.0)), 0.0)
+    return a[ids].astype(np.int64), mr[ids], mc[ids], ecc[ids]
 
 
 def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.ndarray | None = None,
@@ -192,37 +271,32 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
     `equivalent_diameter_m` include the hidden ones (the projected-area-equivalent diameter)."""
     h, w = labels.shape
     props = regionprops(labels)
-    n = len(props)
+    ids = np.array([p.label for p in props], np.int64)
+    n = ids.size
     col = {k: np.zeros(n, np.float64) for k in COLUMNS}
-    col["id"] = np.zeros(n, np.int64)
-    col["area_px"] = np.zeros(n, np.int64)
-    col["extent_px"] = np.zeros(n, np.int64)
-    col["occluded_px"] = np.zeros(n, np.int64)
-    col["touches_border"] = np.zeros(n, bool)
-    col["touches_other"] = np.zeros(n, bool)
-    touching = set(touching_labels(labels).tolist())
-    for i, p in enumerate(props):
-        r0, c0, r1, c1 = p.bbox
-        cr, cc = p.centroid
-        col["id"][i] = p.label
-        col["centroid_row_px"][i] = cr
-        col["centroid_col_px"][i] = cc
-        col["centroid_x_m"][i] = (cc + 0.5) * pixel_size_m
-        col["centroid_y_m"][i] = (cr + 0.5) * pixel_size_m
-        hidden = int(round(occluded_px[p.label - 1])) if occluded_px is not None else 0
-        col["area_px"][i] = p.area
-        col["occluded_px"][i] = hidden
-        col["area_m2"][i] = (p.area + hidden) * pixel_size_m ** 2
-        col["equivalent_diameter_m"][i] = np.sqrt(4.0 * (p.area + hidden) / np.pi) * pixel_size_m
-        col["extent_px"][i] = max(r1 - r0, c1 - c0)  # bounding-box side, for guard frames
-        col["eccentricity"][i] = p.eccentricity if p.area > 1 else 0.0
-        col["solidity"][i] = p.solidity if p.area > 2 else 1.0
-        col["touches_border"][i] = r0 == 0 or c0 == 0 or r1 == h or c1 == w
-        col["touches_other"][i] = p.label in touching
-        if confidence_map is not None:
-            col["confidence"][i] = float(confidence_map[p.coords[:, 0], p.coords[:, 1]].mean())
-        else:
-            col["confidence"][i] = 1.0
-    col["contrast_snr"] = (np.array([contrast_snr[p.label - 1] for p in props], np.float64)
-                           if contrast_snr is not None else np.full(n, np.nan))
+    col["id"] = ids
+    if n == 0:
+        col.update(area_px=np.zeros(0, np.int64), extent_px=np.zeros(0, np.int64), occluded_px=np.zeros(0, np.int64),
+                   touches_border=np.zeros(0, bool), touches_other=np.zeros(0, bool), contrast_snr=np.zeros(0))
+        return ParticleTable(col)
+    area, cr, cc, ecc = _moments(labels, ids)
+    hidden = np.rint(np.asarray(occluded_px, float)[ids - 1]).astype(np.int64) if occluded_px is not None else np.zeros(n, np.int64)
+    boxes = ndi.find_objects(labels)
+    r0, c0, r1, c1 = (np.array([boxes[k - 1][a].start if j < 2 else boxes[k - 1][a].stop for k in ids])
+                      for j, a in enumerate((0, 1, 0, 1)))
+    col.update(centroid_row_px=cr, centroid_col_px=cc, centroid_x_m=(cc + 0.5) * pixel_size_m,
+               centroid_y_m=(cr + 0.5) * pixel_size_m, area_px=area, occluded_px=hidden,
+               area_m2=(area + hidden) * pixel_size_m ** 2,
+               equivalent_diameter_m=np.sqrt(4.0 * (area + hidden) / np.pi) * pixel_size_m,
+               extent_px=np.maximum(r1 - r0, c1 - c0),  # bounding-box side, for guard frames
+               eccentricity=np.where(area > 1, ecc, 0.0),
+               solidity=np.array([p.solidity if p.area > 2 else 1.0 for p in props]),
+               touches_border=(r0 == 0) | (c0 == 0) | (r1 == h) | (c1 == w),
+               touches_other=np.isin(ids, touching_labels(labels)))
+    if confidence_map is not None:
+        lab = labels.ravel()
+        col["confidence"] = np.bincount(lab, np.asarray(confidence_map, np.float64).ravel(), ids.max() + 1)[ids] / area
+    else:
+        col["confidence"] = np.ones(n)
+    col["contrast_snr"] = (np.asarray(contrast_snr, np.float64)[ids - 1] if contrast_snr is not None else np.full(n, np.nan))
     return ParticleTable(col)

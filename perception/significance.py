@@ -50,19 +50,41 @@ def contrast_snr(image: np.ndarray, labels: np.ndarray, gap_px: int = 1, ring_px
     n = int(lab.max())
     if n == 0:
         return np.zeros(0)
-    grown = ndi.maximum_filter(lab, size=2 * ring_px + 1)
-    sel = (grown > 0) & (ndi.maximum_filter(lab > 0, size=2 * gap_px + 1) == 0)
-    ring = grown[sel]
     inside = lab.ravel()
     n_in = np.bincount(inside, minlength=n + 1)[1:]
-    n_ring = np.bincount(ring, minlength=n + 1)[1:]
     m_in = np.bincount(inside, img.ravel(), n + 1)[1:] / np.maximum(n_in, 1)
-    m_ring = np.bincount(ring, img[sel], n + 1)[1:] / np.maximum(n_ring, 1)
+    n_ring, s_ring = _ring_sums(img, lab, n, gap_px, ring_px)
+    m_ring = s_ring / np.maximum(n_ring, 1)
     sigma = max(noise_sigma(img), 1e-12)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.abs(m_in - m_ring) / (sigma * np.sqrt(1.0 / np.maximum(n_in, 1) + 1.0 / np.maximum(n_ring, 1)))
     snr[(n_ring < min_ring_px) | (n_in == 0)] = np.inf
     return snr
+
+
+def _ring_sums(img: np.ndarray, lab: np.ndarray, n: int, gap_px: int, ring_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel count and intensity sum of each instance's ring. With few instances, each is done in
+    its box grown by 2 ring_px (every ring pixel's filter window lies inside; at the frame edge
+    the box ends where the frame does): the same figures as filtering the whole frame, faster."""
+    from .instances import crops_pay
+
+    m = 2 * ring_px
+    boxes = ndi.find_objects(lab)
+    if not crops_pay(boxes, lab.shape, m):
+        grown = ndi.maximum_filter(lab, size=2 * ring_px + 1)
+        sel = (grown > 0) & (ndi.maximum_filter(lab > 0, size=2 * gap_px + 1) == 0)
+        ring = grown[sel]
+        return np.bincount(ring, minlength=n + 1)[1:], np.bincount(ring, img[sel], n + 1)[1:]
+    n_ring, s_ring = np.zeros(n, np.int64), np.zeros(n)
+    for k, sl in enumerate(boxes, start=1):
+        if sl is None:
+            continue
+        box = tuple(slice(max(0, s.start - m), s.stop + m) for s in sl)
+        sub = lab[box]
+        sel = (ndi.maximum_filter(sub, size=2 * ring_px + 1) == k) & (ndi.maximum_filter(sub > 0, size=2 * gap_px + 1) == 0)
+        n_ring[k - 1] = int(sel.sum())
+        s_ring[k - 1] = float(img[box][sel].sum())
+    return n_ring, s_ring
 
 
 def drop_insignificant(image: np.ndarray, labels: np.ndarray, k: float = ROSE_K) -> tuple[np.ndarray, np.ndarray]:
