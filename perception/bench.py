@@ -8,10 +8,11 @@ Sections (each can be skipped; each records its own wall time):
               and of the agent's rule (no border, confidence >= 0.8, calibrated diameters).
 2. real     : segmentation on the labelled EMPS test split (sim-to-real), for each given model
               (e.g. shipped vs adapted), next to the classical Otsu + watershed floor.
-3. ablation : SSL vs no-SSL fine-tuning with 8 labelled scenes -> error reduction rate
+3. ablation : SSL (FCMAE encoder, or the whole U-Net by masked-image modelling) vs no-SSL
+              fine-tuning with 8 labelled scenes -> error reduction rate
               ERR = (eps_b - eps_m) / eps_b with eps = 1 - AJI+ on the twin test scenes.
-4. speed    : ms per image of 512^2, 1024^2 and 1200x1920 px on 2 threads (fp32, int8), with
-              the default 256-px tiles and in one pass (tile 2048).
+4. speed    : ms per image of 512^2, 1024^2 and 1200x1920 px noise and a 1200x1920 twin frame
+              on 2 threads (fp32, int8), with the default 256-px tiles and in one pass.
 5. restore  : PSNR/SSIM gain over the degraded input on held-out twin pairs (unknown PSF),
               learned vs Wiener vs Richardson-Lucy, and the downstream AJI+.
 6. focus    : focus-estimator error (DoF) after one and two iterations on the twin.
@@ -181,27 +182,58 @@ def bench_ablation(with_ssl: str | Path, without_ssl: str | Path, n: int = 24, s
             "err_f1": ((1 - b["f1_50"]) - (1 - a["f1_50"])) / (1 - b["f1_50"]) if b["f1_50"] < 1 else float("nan")}
 
 
+def speed_variants(tile: int = 256) -> list[tuple[str, dict]]:
+    """(label, Segmenter kwargs) of the shipped segmenters to time, fp32 and int8 where shipped,
+    each in `tile`-px tiles and in one pass."""
+    from .segment import ONE_PASS_TILE, SHIPPED
+
+    out = []
+    for name, stem in SHIPPED.items():
+        for prec in ("fp32", "int8"):
+            path = MODELS_DIR / (f"{stem}_int8.onnx" if prec == "int8" else f"{stem}.onnx")
+            if path.exists():
+                out += [(f"{name} {prec} {'one pass' if t == ONE_PASS_TILE else f'tile{t}'}", {"model": path, "tile": t})
+                        for t in sorted({tile, ONE_PASS_TILE})]
+    return out
+
+
 def bench_speed(repeats: int = 3, threads: int = 2, tile: int = 256) -> dict:
+    """Median ms of `Segmenter.segment` (network and post-processing) per image, side by side:
+    noise images of three sizes and a 1200x1920 twin frame with particles."""
     from . import Segmenter
 
-    out = {}
     rng = np.random.default_rng(0)
-    for label, int8 in (("fp32", False), ("int8", True)):
-        p = MODELS_DIR / ("segmenter_int8.onnx" if int8 else "segmenter.onnx")
-        if not p.exists():
-            continue
-        for t in sorted({tile, 2048}):
-            seg = Segmenter(p, threads=threads, tile=t)
-            for shape in ((512, 512), (1024, 1024), (1200, 1920)):
-                img = (rng.random(shape) * 255).astype(np.uint8)
-                seg.predict_maps(img)  # warm-up
-                ts = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    seg.segment(img, 1e-9)
-                    ts.append(time.perf_counter() - t0)
-                out[f"{label} tile{t} {shape[0]}x{shape[1]}"] = 1000 * float(np.median(ts))
+    images = {f"{h}x{w}": (rng.random((h, w)) * 255).astype(np.uint8) for h, w in ((512, 512), (1024, 1024), (1200, 1920))}
+    twin = _twin_speed_frame()
+    if twin is not None:
+        images["1200x1920 twin frame"] = twin
+    out = {}
+    for label, kw in speed_variants(tile):
+        seg = Segmenter(kw["model"], threads=threads, tile=kw["tile"])
+        for name, img in images.items():
+            seg.predict_maps(img)  # warm-up
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                seg.segment(img, 4e-9)
+                ts.append(time.perf_counter() - t0)
+            out[f"{label} {name}"] = 1000 * float(np.median(ts))
     return out
+
+
+def _twin_speed_frame() -> np.ndarray | None:
+    """A 1200x1920 frame of the default scenario at 4 nm/px in focus (None without the twin):
+    noise images have no particles, so they time the network but hardly the post-processing."""
+    try:
+        from twin import TwinMicroscope, truth
+        from twin.config import load_scenario
+    except ImportError:
+        return None
+    m = TwinMicroscope(load_scenario("default"), seed=900_005)
+    m.set_fov_m(4e-9 * 1920)
+    m.set_scan(shape_px=(1200, 1920), dwell_s=1e-6)
+    m.set_working_distance_m(truth.focus_wd_m(m))
+    return m.acquire().image
 
 
 def _psnr(x, ref, rng_):
@@ -327,7 +359,7 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ValueError(f"sections = {bad}: must be among {', '.join(SECTIONS)}")
-    models = models or {"shipped": MODELS_DIR / "segmenter.onnx"}
+    models = models or {"standard": MODELS_DIR / "segmenter.onnx"}
     models = {k: v for k, v in models.items() if Path(v).exists()}
     out: dict[str, Any] = {}
     scenes = None
@@ -347,12 +379,16 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
                         real_models["adapted (TiO2 folder)"] = adapted
                 out[s] = bench_real(real_models, real_limit)
             elif s == "ablation":
-                ab = ablation or _default_ablation()
-                if ab is None:
+                pairs = {"given": ablation} if ablation else _default_ablation()
+                if not pairs:
                     out[s] = {"skipped": "ablation models not found (see docs/perception.md)"}
                 else:
                     scenes = scenes or twin_test_scenes(n_twin)
-                    out[s] = bench_ablation(*ab, scenes=scenes)
+                    out[s] = {}
+                    for name, (with_ssl, without_ssl) in pairs.items():
+                        r = bench_ablation(with_ssl, without_ssl, scenes=scenes)
+                        out[s].update({f"{name} with_ssl": r["with_ssl"], f"{name} without_ssl": r["without_ssl"],
+                                       f"{name} ERR": {"err_aji": r["err_aji"], "err_f1": r["err_f1"]}})
             elif s == "speed":
                 out[s] = bench_speed()
             elif s == "restore":
@@ -369,10 +405,13 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
     return out
 
 
-def _default_ablation() -> tuple[str, str] | None:
+def _default_ablation() -> dict[str, tuple[str, str]]:
+    """{pretraining: (fine-tuned with it, fine-tuned from random init)} found in runs/ablation/:
+    ssl8.onnx (FCMAE encoder), mim8.onnx (whole-U-Net masked-image modelling), nossl8.onnx."""
     root = Path("runs") / "ablation"
-    a, b = root / "ssl8.onnx", root / "nossl8.onnx"
-    return (str(a), str(b)) if a.exists() and b.exists() else None
+    base = root / "nossl8.onnx"
+    found = {name: root / f for name, f in (("fcmae", "ssl8.onnx"), ("unet-mim", "mim8.onnx"))}
+    return {name: (str(p), str(base)) for name, p in found.items() if p.exists() and base.exists()}
 
 
 def _fmt(v) -> str:

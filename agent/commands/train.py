@@ -25,12 +25,23 @@ def _common(p, **kw):
     add_common(p, **kw)
 
 
+def _arch_option(p) -> None:
+    p.add_argument("--arch", choices=("standard", "fast"), default="standard",
+                   help="network size: standard (the shipped segmenter) or fast (~3x less compute, no GRN, "
+                        "so one pass per frame; not shipped: far less accurate, see docs/perception.md) [standard]")
+
+
 def _pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="FCMAE masked-image pretraining of the ConvNeXt-V2 encoder")
     _common(p, steps=2000, batch=16, crop=128, lr=1.5e-3, name="fcmae_encoder")
+    _arch_option(p)
     p.add_argument("--images", action="append", metavar="DIR", help="also pretrain on this folder (repeatable)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of --images (data bar)")
     p.add_argument("--init", default=None, help="continue from these encoder weights (.npz)")
+    p.add_argument("--method", choices=("fcmae", "unet"), default="fcmae",
+                   help="fcmae: the encoder alone (sparse-conv emulation, 32-px patches); unet: the whole "
+                        "U-Net reconstructs hidden 16-px patches and also writes NAME_weights.npz for "
+                        "`train segment --init-weights` [fcmae]")
     p.add_argument("--target-sigma-px", type=float, default=1.5,
                    help="Gaussian smoothing (px) of the reconstruction target; 0 = raw pixels [1.5]")
     p.set_defaults(func=_run("cmd_pretrain"))
@@ -39,6 +50,7 @@ def _pretrain(sub) -> None:
 def _segment(sub) -> None:
     p = sub.add_parser("segment", help="fine-tune encoder + U-Net decoder on labelled scenes")
     _common(p, steps=3000, batch=8, crop=128, lr=2e-3, name="segmenter")
+    _arch_option(p)
     p.add_argument("--encoder", default=None,
                    help="pretrained encoder .npz (default: perception/models/fcmae_encoder.npz if present; 'none' = random init)")
     p.add_argument("--max-labelled", type=int, default=0, help="use only the first N labelled scenes (ablation)")
@@ -77,7 +89,8 @@ def _focus(sub) -> None:
 def _calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a segmenter's sizing calibration on train-seed twin frames "
                                          "and store it in the model's JSON record")
-    p.add_argument("--model", default=None, help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
+    p.add_argument("--model", default=None,
+                   help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
     p.add_argument("--n-frames", type=int, default=120, help="labelled 512x512 scenario frames [120]")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--agent-episodes", default=None, metavar="JSONL",
@@ -104,7 +117,7 @@ def _system_factor(model: str | None, path: str) -> int:
     import json
     from pathlib import Path
 
-    from perception._common import resolve_model
+    from perception.segment import resolve_segmenter
     from perception.calibrate import fit_system_factor
 
     lines = Path(path).read_text().splitlines()
@@ -112,7 +125,7 @@ def _system_factor(model: str | None, path: str) -> int:
         episodes = [json.loads(x) for x in lines if x.strip()]
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON lines ({exc})") from None
-    rec_path = Path(resolve_model(model, "segmenter")).with_suffix(".json")
+    rec_path = Path(resolve_segmenter(model)).with_suffix(".json")
     rec = json.loads(rec_path.read_text())
     cal = rec.get("size_calibration")
     if not cal:
@@ -130,7 +143,7 @@ def _run(name: str):
         from perception.train import commands
 
         if getattr(args, "encoder", "x") is None:
-            args.encoder = commands.resolve_encoder_default(None)
+            args.encoder = commands.resolve_encoder_default(None, getattr(args, "arch", "standard"))
         if args.crop % 32:
             raise ValueError(f"--crop = {args.crop}: must be a multiple of 32")
         rec = getattr(commands, name)(args)

@@ -45,7 +45,7 @@ def _unlabelled_sampler(args, rng: np.random.Generator, crop: int):
 
 def cmd_pretrain(args: argparse.Namespace) -> dict:
     from .export import write_record
-    from .pretrain import PretrainConfig, pretrain_encoder, save_encoder
+    from .pretrain import PretrainConfig, pretrain_encoder, save_encoder, save_unet
 
     t0 = time.time()
     rng = np.random.default_rng(args.seed)
@@ -53,15 +53,21 @@ def cmd_pretrain(args: argparse.Namespace) -> dict:
     t_data = time.time() - t0
     cfg = PretrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                          time_budget_s=args.time_budget_s,
-                         target_sigma_px=getattr(args, "target_sigma_px", PretrainConfig.target_sigma_px))
-    model, rec = pretrain_encoder(sampler, cfg, encoder_init=args.init)
+                         target_sigma_px=getattr(args, "target_sigma_px", PretrainConfig.target_sigma_px),
+                         method=getattr(args, "method", "fcmae"))
+    model, rec = pretrain_encoder(sampler, cfg, net=_arch(args), encoder_init=args.init)
+    rec["arch"] = getattr(args, "arch", "standard")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_encoder(model, out / f"{args.name}.npz")
+    files = [f"{args.name}.npz"]
+    if cfg.method == "unet":  # the whole U-Net, loadable by `train segment --init-weights`
+        save_unet(model, out / f"{args.name}_weights.npz")
+        files.append(f"{args.name}_weights.npz")
     rec.update(command=_command_line(), data=args.data, n_scenes=args.n_scenes, scene_px=args.scene_px,
                image_folders=[str(p) for p in (args.images or [])], n_images=n_images,
                data_time_s=round(t_data, 1), total_time_s=round(time.time() - t0, 1),
-               files=[f"{args.name}.npz"])
+               files=files)
     write_record(out / f"{args.name}.json", rec)
     return rec
 
@@ -87,7 +93,10 @@ def cmd_segment(args: argparse.Namespace) -> dict:
                          time_budget_s=args.time_budget_s, int8=not args.no_int8)
     enc = None if args.encoder in (None, "none") else args.encoder
     model = _warm_start(getattr(args, "init_weights", None), enc)
-    model, rec = train_segmenter(sampler, cfg, encoder_init=enc, model=model)
+    if model is not None and model.cfg != _arch(args):
+        raise ValueError(f"--init-weights {args.init_weights}: its network is not --arch {getattr(args, 'arch', 'standard')}")
+    model, rec = train_segmenter(sampler, cfg, net=_arch(args), encoder_init=enc, model=model)
+    rec["arch"] = getattr(args, "arch", "standard")
     rec["init_weights"] = getattr(args, "init_weights", None)
     rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
                label_min_snr=k, n_scenes=len(ims), scene_px=args.scene_px,
@@ -99,6 +108,13 @@ def cmd_segment(args: argparse.Namespace) -> dict:
 
     write_record(Path(args.out) / f"{args.name}.json", rec)
     return rec
+
+
+def _arch(args: argparse.Namespace):
+    """The network config named by --arch (default "standard")."""
+    from .convnext import arch_config
+
+    return arch_config(getattr(args, "arch", "standard"))
 
 
 def _warm_start(weights: str | None, encoder: str | None):
@@ -185,9 +201,10 @@ def shipped_segmenter_encoder(dst: str | Path) -> str | None:
     return str(extract_prefix(src, "encoder.", dst)) if src.exists() else None
 
 
-def resolve_encoder_default(value: str | None) -> str | None:
+def resolve_encoder_default(value: str | None, arch: str = "standard") -> str | None:
+    """`value`, or the shipped FCMAE encoder of `arch` (fcmae_encoder.npz, fcmae_<arch>.npz) if present."""
     if value is None:
-        p = MODELS_DIR / "fcmae_encoder.npz"
+        p = MODELS_DIR / ("fcmae_encoder.npz" if arch == "standard" else f"fcmae_{arch}.npz")
         return str(p) if p.exists() else None
     return value
 

@@ -53,6 +53,28 @@ def test_missing_model_is_file_not_found(tmp_path):
         Segmenter(tmp_path / "nope.onnx")
 
 
+def test_model_names_and_bad_names():
+    from perception.segment import SHIPPED, resolve_segmenter
+
+    with pytest.raises(ValueError, match="must be one of standard or an .onnx file"):
+        Segmenter("quick")
+    for name, stem in SHIPPED.items():
+        assert resolve_segmenter(name).stem == stem
+
+
+def test_default_tile_follows_the_network():
+    from perception.segment import ONE_PASS_TILE, default_tile
+
+    assert default_tile({}) == 256  # records without a net description: the GRN network
+    assert default_tile({"net": {"grn": True}}) == 256
+    assert default_tile({"net": {"grn": False}}) == ONE_PASS_TILE
+
+
+def test_tiny_model_keeps_256_px_tiles(tiny_model):
+    assert Segmenter(tiny_model[0]).tile == 256
+    assert Segmenter(tiny_model[0], tile=512).tile == 512
+
+
 def _local_op(batch):
     # a local operator (receptive field 9 px): two channels
     out = np.stack([ndi.uniform_filter(b[0], 9, mode="reflect") for b in batch])
