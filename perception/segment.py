@@ -67,9 +67,9 @@ class Segmenter:
     """Instance segmentation with an ONNX model.
 
     model: None or "standard" for the shipped model, or a path to an .onnx file (``int8=True``
-    picks the QDQ-quantised shipped one). threads:
-    onnxruntime intra-op threads. tile/overlap: tiled inference geometry in px (tile None: 256
-    for networks with GRN, one pass up to 2048 px for those without). fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
+    picks the QDQ-quantised shipped one). threads: onnxruntime intra-op threads. tile/overlap:
+    tiled inference geometry in px (tile None: 256 for networks with GRN, one pass up to 2048
+    px for those without). fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
     instance kept. invert: None (network decides), or True/False to flip contrast first.
     min_contrast_snr: instances whose contrast SNR against their surroundings is below this are
     dropped (Rose criterion, `perception.significance`; 0 keeps all). white_pct: the intensity
@@ -96,6 +96,8 @@ class Segmenter:
         self.session = onnx_session(self.model_path, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.tile = default_tile(self.record) if tile is None else int(tile)
+        if self.tile < 32 or self.tile % 32:
+            raise ValueError(f"tile = {tile!r}: must be a multiple of 32 px, at least 32 (or None)")
         self.overlap = int(overlap)
         self.fg_thr, self.seed_thr, self.min_area_px = float(fg_thr), float(seed_thr), int(min_area_px)
         self.invert = invert

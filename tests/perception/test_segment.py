@@ -73,6 +73,9 @@ def test_default_tile_follows_the_network():
 def test_tiny_model_keeps_256_px_tiles(tiny_model):
     assert Segmenter(tiny_model[0]).tile == 256
     assert Segmenter(tiny_model[0], tile=512).tile == 512
+    for bad in (0, 100, -64):
+        with pytest.raises(ValueError, match="tile"):
+            Segmenter(tiny_model[0], tile=bad)
 
 
 def _local_op(batch):
