@@ -183,17 +183,15 @@ def bench_ablation(with_ssl: str | Path, without_ssl: str | Path, n: int = 24, s
 
 
 def speed_variants(tile: int = 256) -> list[tuple[str, dict]]:
-    """(label, Segmenter kwargs) of the shipped segmenters to time, fp32 and int8 where shipped,
+    """(label, Segmenter kwargs) to time: the shipped segmenter, fp32 and int8 (where shipped),
     each in `tile`-px tiles and in one pass."""
-    from .segment import ONE_PASS_TILE, SHIPPED
+    from .segment import ONE_PASS_TILE
 
     out = []
-    for name, stem in SHIPPED.items():
-        for prec in ("fp32", "int8"):
-            path = MODELS_DIR / (f"{stem}_int8.onnx" if prec == "int8" else f"{stem}.onnx")
-            if path.exists():
-                out += [(f"{name} {prec} {'one pass' if t == ONE_PASS_TILE else f'tile{t}'}", {"model": path, "tile": t})
-                        for t in sorted({tile, ONE_PASS_TILE})]
+    for prec, name in (("fp32", "segmenter.onnx"), ("int8", "segmenter_int8.onnx")):
+        if (MODELS_DIR / name).exists():
+            out += [(f"{prec} {'one pass' if t == ONE_PASS_TILE else f'tile{t}'}", {"model": MODELS_DIR / name, "tile": t})
+                    for t in sorted({tile, ONE_PASS_TILE})]
     return out
 
 

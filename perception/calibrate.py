@@ -68,13 +68,14 @@ def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 1
     import time
     from pathlib import Path
 
-    from .segment import Segmenter, resolve_segmenter
+    from ._common import resolve_model
+    from .segment import Segmenter
     from .train.twin_data import ScenarioFrameGenerator
 
     if not isinstance(n_frames, int) or n_frames < 10:
         raise ValueError(f"n_frames = {n_frames!r}: must be an integer >= 10")
     t0 = time.time()
-    path = Path(resolve_segmenter(model))
+    path = Path(resolve_model(model, "segmenter"))
     seg = Segmenter(path, calibrated=False)
     gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="train", focus_sigma_dof=focus_sigma_dof)
     pred, true = [], []

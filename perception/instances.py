@@ -281,9 +281,7 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
         return ParticleTable(col)
     area, cr, cc, ecc = _moments(labels, ids)
     hidden = np.rint(np.asarray(occluded_px, float)[ids - 1]).astype(np.int64) if occluded_px is not None else np.zeros(n, np.int64)
-    boxes = ndi.find_objects(labels)
-    r0, c0, r1, c1 = (np.array([boxes[k - 1][a].start if j < 2 else boxes[k - 1][a].stop for k in ids])
-                      for j, a in enumerate((0, 1, 0, 1)))
+    r0, c0, r1, c1 = np.array([p.bbox for p in props]).T
     col.update(centroid_row_px=cr, centroid_col_px=cc, centroid_x_m=(cc + 0.5) * pixel_size_m,
                centroid_y_m=(cr + 0.5) * pixel_size_m, area_px=area, occluded_px=hidden,
                area_m2=(area + hidden) * pixel_size_m ** 2,

@@ -43,8 +43,6 @@ def _typical_diameter_px(mask: np.ndarray) -> float:
     return 2.0 * float(rmax[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
-# Shipped segmenters by name (file stem in perception/models/).
-SHIPPED = {"standard": "segmenter"}
 ONE_PASS_TILE = 2048  # px: frames up to this size go through a GRN-free network in one pass
 
 
@@ -54,20 +52,11 @@ def default_tile(record: dict) -> int:
     return 256 if record.get("net", {}).get("grn", True) else ONE_PASS_TILE
 
 
-def resolve_segmenter(model: str | os.PathLike | None, int8: bool = False) -> Path:
-    """Path of a segmenter: None or a `SHIPPED` name, or an .onnx file."""
-    if model is None or (isinstance(model, str) and model in SHIPPED):
-        return resolve_model(None, SHIPPED[model or "standard"], int8=int8)
-    if isinstance(model, str) and not model.endswith(".onnx") and not Path(model).exists():
-        raise ValueError(f"model = {model!r}: must be one of {', '.join(SHIPPED)} or an .onnx file")
-    return resolve_model(model, "segmenter", int8=int8)
-
-
 class Segmenter:
     """Instance segmentation with an ONNX model.
 
-    model: None or "standard" for the shipped model, or a path to an .onnx file (``int8=True``
-    picks the QDQ-quantised shipped one). threads: onnxruntime intra-op threads. tile/overlap:
+    model: path to an .onnx file, or None for the shipped model (``int8=True`` picks the
+    QDQ-quantised one when shipped). threads: onnxruntime intra-op threads. tile/overlap:
     tiled inference geometry in px (tile None: 256 for networks with GRN, one pass up to 2048
     px for those without). fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
     instance kept. invert: None (network decides), or True/False to flip contrast first.
@@ -91,7 +80,7 @@ class Segmenter:
                  min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0,
                  calibrated: bool = True, min_contrast_snr: float = ROSE_K, white_pct: float = 99.9,
                  fill_occluded: bool = True, split_solidity: float = 0.85, merge_solidity: float = 0.88):
-        self.model_path = resolve_segmenter(model, int8=int8)
+        self.model_path = resolve_model(model, "segmenter", int8=int8)
         self.record = load_record(self.model_path)
         self.session = onnx_session(self.model_path, threads)
         self.input_name = self.session.get_inputs()[0].name

@@ -89,8 +89,7 @@ def _focus(sub) -> None:
 def _calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a segmenter's sizing calibration on train-seed twin frames "
                                          "and store it in the model's JSON record")
-    p.add_argument("--model", default=None,
-                   help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
+    p.add_argument("--model", default=None, help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
     p.add_argument("--n-frames", type=int, default=120, help="labelled 512x512 scenario frames [120]")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--agent-episodes", default=None, metavar="JSONL",
@@ -117,7 +116,7 @@ def _system_factor(model: str | None, path: str) -> int:
     import json
     from pathlib import Path
 
-    from perception.segment import resolve_segmenter
+    from perception._common import resolve_model
     from perception.calibrate import fit_system_factor
 
     lines = Path(path).read_text().splitlines()
@@ -125,7 +124,7 @@ def _system_factor(model: str | None, path: str) -> int:
         episodes = [json.loads(x) for x in lines if x.strip()]
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON lines ({exc})") from None
-    rec_path = Path(resolve_segmenter(model)).with_suffix(".json")
+    rec_path = Path(resolve_model(model, "segmenter")).with_suffix(".json")
     rec = json.loads(rec_path.read_text())
     cal = rec.get("size_calibration")
     if not cal:

@@ -53,15 +53,6 @@ def test_missing_model_is_file_not_found(tmp_path):
         Segmenter(tmp_path / "nope.onnx")
 
 
-def test_model_names_and_bad_names():
-    from perception.segment import SHIPPED, resolve_segmenter
-
-    with pytest.raises(ValueError, match="must be one of standard or an .onnx file"):
-        Segmenter("quick")
-    for name, stem in SHIPPED.items():
-        assert resolve_segmenter(name).stem == stem
-
-
 def test_default_tile_follows_the_network():
     from perception.segment import ONE_PASS_TILE, default_tile
 
