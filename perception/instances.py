@@ -30,7 +30,12 @@ def crops_pay(slices: list, shape: tuple[int, ...], margin_px: int, overhead_px:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
+    """Logistic function as float32, 0.5 (1 + tanh(x / 2)), computed in place on one copy."""
+    y = np.multiply(x, 0.5, dtype=np.float32)
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= 0.5
+    return y
 
 
 def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, fg_thr: float = 0.5,

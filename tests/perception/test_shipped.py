@@ -23,6 +23,33 @@ def test_every_model_has_a_record(onnx):
     assert rec["train_time_s"] > 0
 
 
+@pytest.mark.parametrize("npz", sorted(p.name for p in MODELS_DIR.glob("*.npz")))
+def test_shipped_weights_are_finite(npz):
+    """float16 storage must not overflow (BatchNorm running variances can exceed 65504)."""
+    with np.load(MODELS_DIR / npz) as z:
+        bad = [k for k in z.files if z[k].dtype.kind == "f" and not np.isfinite(z[k]).all()]
+    assert not bad, f"{npz}: non-finite {bad}"
+
+
+@needs_seg
+def test_shipped_weights_reproduce_the_shipped_onnx():
+    """segmenter_weights.npz (float16) is the network in segmenter.onnx: `train segment
+    --init-weights` and `adapt` start from it."""
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from perception.train.convnext import NetConfig, UNet
+    from perception.train.weights import load_state
+
+    rec = json.loads(SEG.with_suffix(".json").read_text())
+    net = load_state(UNet(NetConfig.from_dict(rec["net"])), MODELS_DIR / "segmenter_weights.npz").eval()
+    x = np.random.default_rng(0).random((1, 1, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(str(SEG), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert np.abs(got - ref).max() < 0.05  # logits; float16 rounding of the stored weights
+
+
 def _two_touching_disks(invert=False):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:128, :128]
