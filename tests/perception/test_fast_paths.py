@@ -91,3 +91,14 @@ def test_moments_match_regionprops():
     np.testing.assert_allclose(cr, [p.centroid[0] for p in props], rtol=1e-12)
     np.testing.assert_allclose(cc, [p.centroid[1] for p in props], rtol=1e-12)
     np.testing.assert_allclose(ecc, [p.eccentricity for p in props], atol=1e-9)
+
+
+def test_sigmoid_is_the_logistic_function_in_float32():
+    from perception.instances import sigmoid
+
+    x = np.array([[-80.0, -3.0, 0.0, 2.5, 80.0]])
+    for dtype in (np.float32, np.float64):
+        y = sigmoid(x.astype(dtype))
+        assert y.dtype == np.float32 and y.shape == x.shape
+        np.testing.assert_allclose(y, 1.0 / (1.0 + np.exp(-x)), atol=1e-6)
+    assert x[0, 0] == -80.0  # the input is not modified
