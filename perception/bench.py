@@ -43,7 +43,8 @@ def _mean(xs) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
-def _seg_scores(pairs, segmenter, pixel_size=1.0, scale: float | str = 1.0) -> dict:
+def _seg_rows(pairs, segmenter, pixel_size=1.0, scale: float | str = 1.0) -> tuple[list[dict], float]:
+    """Per-image `metrics.summarize` rows of `segmenter` on (image, labels) pairs, and seconds per image."""
     rows = []
     t = 0.0
     for img, gt in pairs:
@@ -51,10 +52,29 @@ def _seg_scores(pairs, segmenter, pixel_size=1.0, scale: float | str = 1.0) -> d
         lab, _ = segmenter.segment(img, pixel_size * 1e-9, scale=scale)
         t += time.perf_counter() - t0
         rows.append(metrics.summarize(gt, lab))
+    return rows, t / max(1, len(rows))
+
+
+def _aggregate(rows: list[dict]) -> dict:
     return {"aji_plus": _mean(r["aji_plus"] for r in rows), "f1_50": _mean(r["f1_50"] for r in rows),
             "pq": _mean(r["pq"] for r in rows), "mean_diam_rel_err": _mean(r["mean_diam_rel_err"] for r in rows),
             "n_images": len(rows), "n_gt": int(sum(r["n_gt"] for r in rows)),
-            "n_pred": int(sum(r["n_pred"] for r in rows)), "s_per_image": t / max(1, len(rows))}
+            "n_pred": int(sum(r["n_pred"] for r in rows))}
+
+
+def _seg_scores(pairs, segmenter, pixel_size=1.0, scale: float | str = 1.0) -> dict:
+    rows, t = _seg_rows(pairs, segmenter, pixel_size, scale)
+    return {**_aggregate(rows), "s_per_image": t}
+
+
+def _by_polarity(rows: list[dict], dark: list[bool]) -> dict:
+    """AJI+ and F1 over images whose particles are brighter (SEM-like) or darker (TEM
+    bright-field) than their background."""
+    out = {}
+    for name, want in (("bright", False), ("dark", True)):
+        sub = [r for r, d in zip(rows, dark) if d == want]
+        out.update({f"aji_plus_{name}": _mean(r["aji_plus"] for r in sub), f"f1_50_{name}": _mean(r["f1_50"] for r in sub)})
+    return out
 
 
 def twin_test_scenes(n: int = 24, shape=(512, 512), seed: int = TEST_SEED):
@@ -108,9 +128,7 @@ def bench_scenarios(models: dict[str, Any], n: int = 36, frames=None, min_confid
         mp, mr, mt = (np.concatenate(a) for a in (mp, mr, mt))
         dp = np.concatenate(d_pred) if d_pred else np.empty(0)
         dt = np.concatenate(d_true)
-        out[name] = {"aji_plus": _mean(r["aji_plus"] for r in rows), "f1_50": _mean(r["f1_50"] for r in rows),
-                     "pq": _mean(r["pq"] for r in rows), "n_images": len(rows),
-                     "n_gt": int(sum(r["n_gt"] for r in rows)), "n_pred": int(sum(r["n_pred"] for r in rows)),
+        out[name] = {**_aggregate(rows),
                      "matched_diam_bias_raw": float(mr.sum() / mt.sum() - 1) if mt.size else float("nan"),
                      "matched_diam_bias": float(mp.sum() / mt.sum() - 1) if mt.size else float("nan"),
                      "agent_rule_mean_diam_bias": float(dp.mean() / dt.mean() - 1) if dp.size and dt.size else float("nan")}
@@ -152,22 +170,29 @@ def classical_floor(image: np.ndarray, gt: np.ndarray | None = None, min_distanc
     return watershed(-dist, markers, mask=fg).astype(np.int32)
 
 
+def dark_particles(image: np.ndarray, labels: np.ndarray) -> bool:
+    """True if the labelled particles are on average darker than the background (ground truth)."""
+    fg = labels > 0
+    return bool(fg.any() and (~fg).any() and image[fg].mean() < image[~fg].mean())
+
+
 def bench_real(models: dict[str, Any], limit: int | None = None, scales=(1.0, "auto")) -> dict:
+    """Scores on the EMPS test split: the classical floor (polarity from the labels), then each
+    model at each scale; every row also splits AJI+ and F1 by particle polarity (from the
+    labels; the segmenters are not told), since EMPS mixes SEM and TEM bright-field panels."""
     from . import Segmenter
 
     pairs = emps_pairs(limit)
     if not pairs:
         return {"skipped": f"no EMPS data at {DATA_DIR / 'emps-test'}"}
-    out = {}
+    dark = [dark_particles(img, gt) for img, gt in pairs]
+    out = {"images with dark particles": {"n_dark": sum(dark), "n_bright": len(dark) - sum(dark)}}
     rows = [metrics.summarize(gt, classical_floor(img, gt)) for img, gt in pairs]
-    out["otsu_watershed (oracle polarity)"] = {"aji_plus": _mean(r["aji_plus"] for r in rows),
-                                               "f1_50": _mean(r["f1_50"] for r in rows),
-                                               "pq": _mean(r["pq"] for r in rows),
-                                               "mean_diam_rel_err": _mean(r["mean_diam_rel_err"] for r in rows),
-                                               "n_images": len(rows)}
+    out["otsu_watershed (oracle polarity)"] = {**_aggregate(rows), **_by_polarity(rows, dark)}
     for name, path in models.items():
         for scale in scales:
-            out[f"{name} scale={scale}"] = _seg_scores(pairs, Segmenter(path), scale=scale)
+            rows, t = _seg_rows(pairs, Segmenter(path), scale=scale)
+            out[f"{name} scale={scale}"] = {**_aggregate(rows), **_by_polarity(rows, dark), "s_per_image": t}
     return out
 
 
