@@ -7,7 +7,8 @@ Sections (each can be skipped; each records its own wall time):
               bias of matched particles (raw outlines, and after the model's size calibration)
               and of the agent's rule (no border, confidence >= 0.8, calibrated diameters).
 2. real     : segmentation on the labelled EMPS test split (sim-to-real), for each given model
-              (e.g. shipped vs adapted), next to the classical Otsu + watershed floor.
+              (e.g. shipped vs adapted), next to the classical Otsu + watershed floor; AJI+ and
+              F1 also split by particle polarity (SEM-like bright vs TEM bright-field dark).
 3. ablation : SSL (FCMAE encoder, or the whole U-Net by masked-image modelling) vs no-SSL
               fine-tuning with 8 labelled scenes -> error reduction rate
               ERR = (eps_b - eps_m) / eps_b with eps = 1 - AJI+ on the twin test scenes.
