@@ -43,6 +43,27 @@ def _typical_diameter_px(mask: np.ndarray) -> float:
     return 2.0 * float(rmax[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
+def auto_scale(d_probe_px: float, d_one_px: float, shape: tuple[int, ...], max_px: float = 70.0,
+               target_px: float = 24.0, agree: float = 0.2) -> float:
+    """Inference scale (<= 1) for particles of unknown size, from two typical diameters in
+    full-resolution px: `d_probe_px` seen by a coarse pass (see `Segmenter.segment`) and
+    `d_one_px` seen at scale 1 (only consulted when the coarse pass sees large particles).
+
+    1 when the coarse pass sees particles within the network's training range (<= `max_px`),
+    or when the pass at scale 1 agrees with it within a factor 1 + `agree` (then the network
+    resolves them at full resolution). Otherwise the scale that brings them to `target_px`,
+    but not below 64 px on the image's short side.
+    """
+    for v, name in ((d_probe_px, "d_probe_px"), (max_px, "max_px"), (target_px, "target_px"), (agree, "agree")):
+        if not np.isfinite(v) or v < 0:
+            raise PerceptionInputError(f"{name} = {v!r}: must be a finite number >= 0 (px)")
+    if d_probe_px <= max_px:
+        return 1.0
+    if np.isfinite(d_one_px) and d_one_px > 0 and abs(np.log(d_one_px / d_probe_px)) <= np.log1p(agree):
+        return 1.0
+    return float(min(1.0, max(target_px / d_probe_px, 64.0 / min(shape))))
+
+
 ONE_PASS_TILE = 2048  # px: frames up to this size go through a GRN-free network in one pass
 
 
@@ -60,6 +81,8 @@ class Segmenter:
     tiled inference geometry in px (tile None: 256 for networks with GRN, one pass up to 2048
     px for those without). fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
     instance kept. invert: None (network decides), or True/False to flip contrast first.
+    auto_max_px, auto_target_px, auto_probe, auto_agree: the rule of ``scale="auto"`` (see
+    `auto_scale`; the probe is the coarse pass's scale).
     min_contrast_snr: instances whose contrast SNR against their surroundings is below this are
     dropped (Rose criterion, `perception.significance`; 0 keeps all). white_pct: the intensity
     percentile mapped to 1 before inference (the black point is the 0.5 %). The shipped network
@@ -77,7 +100,8 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike | None = None, *, int8: bool = False, threads: int = 2,
                  tile: int | None = None, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
-                 min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 80.0,
+                 min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 70.0,
+                 auto_target_px: float = 24.0, auto_probe: float = 0.25, auto_agree: float = 0.2,
                  calibrated: bool = True, min_contrast_snr: float = ROSE_K, white_pct: float = 99.9,
                  fill_occluded: bool = True, split_solidity: float = 0.85, merge_solidity: float = 0.88):
         self.model_path = resolve_model(model, "segmenter", int8=int8)
@@ -90,7 +114,10 @@ class Segmenter:
         self.overlap = int(overlap)
         self.fg_thr, self.seed_thr, self.min_area_px = float(fg_thr), float(seed_thr), int(min_area_px)
         self.invert = invert
-        self.auto_max_px = float(auto_max_px)
+        self.auto_max_px = check_positive(auto_max_px, "auto_max_px", 0.0, 1e4)
+        self.auto_target_px = check_positive(auto_target_px, "auto_target_px", 0.0, 1e4)
+        self.auto_probe = check_positive(auto_probe, "auto_probe", 0.0, 1.0)
+        self.auto_agree = check_in_range(auto_agree, "auto_agree", 0.0, 10.0)
         self.size_calibration = self.record.get("size_calibration") if calibrated else None
         self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, MAX_CONTRAST_SNR)
         self.white_pct = check_positive(white_pct, "white_pct", 50.0, 100.0)
@@ -126,23 +153,38 @@ class Segmenter:
         cols = np.minimum((np.arange(image.shape[1]) / zx).astype(int), lab.shape[1] - 1)
         return lab[rows][:, cols], fg[rows][:, cols]
 
+    def _probe_diameter_px(self, image: np.ndarray) -> float:
+        """Typical particle diameter (full-resolution px) from the foreground of a coarse pass."""
+        probe = min(1.0, max(self.auto_probe, 64.0 / min(image.shape)))
+        small = ndi.zoom(normalise(image, hi_pct=self.white_pct), probe, order=1, prefilter=False) if probe < 1 else image
+        return _typical_diameter_px(self.predict_maps(small)[0] > self.fg_thr) / probe
+
+    def _auto(self, image: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(scale, labels, foreground) with the scale chosen by `auto_scale`."""
+        d_probe = self._probe_diameter_px(image)
+        labels = fg = None
+        d_one = float("nan")
+        if d_probe > self.auto_max_px:
+            labels, fg = self._labels_at(image, 1.0)
+            d_one = _typical_diameter_px(fg > self.fg_thr)
+        s = auto_scale(d_probe, d_one, image.shape, self.auto_max_px, self.auto_target_px, self.auto_agree)
+        if labels is None or s != 1.0:
+            labels, fg = self._labels_at(image, s)
+        return s, labels, fg
+
     def segment(self, image: np.ndarray, pixel_size_m: float, scale: float | str = 1.0) -> Segmentation:
         """Instance labels (int32, same shape as `image`) and a particle table in metres.
 
-        scale: inference resolution relative to the image (e.g. 0.5 halves it), or "auto":
-        infer at 1, and if the typical particle (from the distance transform of the foreground)
-        is larger than `auto_max_px` (the network was trained on ~5-70 px particles) infer
-        again at the scale that brings it to ~32 px.
+        scale: inference resolution relative to the image (e.g. 0.5 halves it), or "auto" for
+        particles of unknown size (real images without a known scale): a coarse pass at
+        `auto_probe` x size estimates the typical particle diameter; `auto_scale` then keeps
+        scale 1 or picks the scale that brings it to `auto_target_px` (the network was trained
+        on ~5-70 px particles).
         """
         check_image(image)
         px = check_positive(pixel_size_m, "pixel_size_m", 0.0, 1e-2)
-        s = 1.0
         if scale == "auto":
-            labels, fg = self._labels_at(image, 1.0)
-            d = _typical_diameter_px(fg > self.fg_thr)
-            if d > self.auto_max_px:
-                s = max(32.0 / d, 64.0 / min(image.shape))
-                labels, fg = self._labels_at(image, s)
+            s, labels, fg = self._auto(image)
         else:
             s = check_positive(scale, "scale", 0.0, 4.0)
             labels, fg = self._labels_at(image, s)

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = kinds.add_parser("perception", help="segmentation, restoration, focus and speed figures")
     q.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
     q.add_argument("--sections", default=None, metavar="S,S",
-                   help="comma-separated subset of twin, scenarios, real, ablation, speed, restore, focus [all]")
+                   help="comma-separated subset of twin, scenarios, real, autoscale, ablation, speed, restore, focus [all]")
     q.add_argument("--out", default=None)
     add_check_option(q)
     q.set_defaults(func=_perception)

@@ -24,11 +24,27 @@ def register(subparsers) -> None:
                         "noise sigmas (Rose criterion; 0 keeps all) [5]")
     p.add_argument("--white-pct", type=float, default=99.9,
                    help="intensity percentile mapped to white before the network (see docs/perception.md) [99.9]")
+    p.add_argument("--scale", default="1", type=_scale,
+                   help="inference resolution relative to the image (0 < S <= 4), or 'auto' for particles "
+                        "of unknown size, e.g. larger than ~70 px (see docs/perception.md) [1]")
     pol = p.add_mutually_exclusive_group()
     pol.add_argument("--invert", dest="invert", action="store_true", default=None,
                      help="particles are darker than the background (TEM-like): invert first")
     pol.add_argument("--no-invert", dest="invert", action="store_false")
     p.set_defaults(func=run)
+
+
+def _scale(text: str) -> float | str:
+    """--scale: 'auto' or a number in (0, 4]."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 'auto' or a number in (0, 4]") from None
+    if not 0.0 < v <= 4.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 'auto' or a number in (0, 4]")
+    return v
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--pixel-size-m: not given and {name} carries no pixel size")
         if args.crop_bottom_px:
             img = img[: max(1, img.shape[0] - args.crop_bottom_px)]
-        labels, table = seg.segment(img, px)
+        labels, table = seg.segment(img, px, scale=args.scale)
         stem = Path(name).stem
         write_label_tiff(out / f"{stem}_labels.tif", labels, px)
         write_overlay_png(out / f"{stem}_overlay.png", img, labels)

@@ -59,6 +59,9 @@ def _segment(sub) -> None:
     p.add_argument("--label-min-snr", type=float, default=0.0,
                    help="drop labelled particles whose contrast SNR in their own frame is below this "
                         "(Rose criterion; 5 = only particles a person could see) [0 = keep all]")
+    p.add_argument("--figure-aug", type=float, default=0.0, metavar="P",
+                   help="share of crops given the look of exported micrographs: saturated contrast, "
+                        "smoothing (see perception.train.data.augment_figure) [0]")
     p.set_defaults(func=_run("cmd_segment"))
 
 

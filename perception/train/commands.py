@@ -88,7 +88,8 @@ def cmd_segment(args: argparse.Namespace) -> dict:
         labs, n_drop = visible_labels(ims, labs, k)
         print(f"[segment] --label-min-snr {k:g}: {n_drop} invisible labelled particles set to background", flush=True)
     t_data = time.time() - t0
-    sampler = LabelledSampler(ims, labs, args.crop, rng)
+    figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
+    sampler = LabelledSampler(ims, labs, args.crop, rng, figure_p=figure_p)
     cfg = SegTrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                          time_budget_s=args.time_budget_s, int8=not args.no_int8)
     enc = None if args.encoder in (None, "none") else args.encoder
@@ -99,7 +100,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     rec["arch"] = getattr(args, "arch", "standard")
     rec["init_weights"] = getattr(args, "init_weights", None)
     rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
-               label_min_snr=k, n_scenes=len(ims), scene_px=args.scene_px,
+               label_min_snr=k, figure_aug=figure_p, n_scenes=len(ims), scene_px=args.scene_px,
                data_time_s=round(t_data, 1))
     rec = export_segmenter(model, args.out, rec, calibration_batches(sampler, 8, 256), stem=args.name,
                            int8=cfg.int8)

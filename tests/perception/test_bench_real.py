@@ -34,3 +34,16 @@ def test_bench_real_splits_by_polarity(tiny_model, monkeypatch):
 def test_bench_real_skips_without_data(monkeypatch):
     monkeypatch.setattr(bench, "emps_pairs", lambda limit=None: [])
     assert "skipped" in bench.bench_real({})
+
+
+def test_classical_floor_smoothing_keeps_clean_disks_whole():
+    img, gt = _disks(False)
+    assert bench.classical_floor(img, gt).max() == 2  # one instance per disk, no noise specks
+    assert bench.classical_floor(img, gt, sigma_px=0.0).max() >= 2
+
+
+def test_bench_autoscale_reports_both_scales(tiny_model):
+    frames = [_disks(False), _disks(False)]
+    out = bench.bench_autoscale({"tiny": tiny_model[0]}, frames=frames)
+    assert set(out) == {"tiny scale=1.0", "tiny scale=auto"}
+    assert all(r["n_images"] == 2 and 0.0 <= r["aji_plus"] <= 1.0 for r in out.values())

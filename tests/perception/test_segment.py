@@ -168,3 +168,9 @@ def test_segment_cli_writes_outputs(tiny_model, tmp_path):
                  "--min-contrast-snr", "-1"]) == 2
     assert main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--model", str(tiny_model[0]),
                  "--white-pct", "101"]) == 2
+    for bad in ("0", "nan", "big"):  # argparse rejects the value: usage error, exit status 2
+        with pytest.raises(SystemExit) as exc:
+            main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--scale", bad])
+        assert exc.value.code == 2
+    assert main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--model", str(tiny_model[0]),
+                 "--scale", "auto"]) == 0

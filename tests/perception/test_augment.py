@@ -1,0 +1,34 @@
+"""Training augmentation: the look of exported micrographs (saturation, smoothing)."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # perception.train needs the training extras
+
+from perception.train.data import LabelledSampler, augment_figure  # noqa: E402
+
+
+def _scene():
+    yy, xx = np.mgrid[:64, :64]
+    lab = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 12 ** 2).astype(np.int32)
+    img = 0.3 + 0.4 * lab + np.random.default_rng(0).normal(0, 0.05, lab.shape)
+    return np.clip(img, 0.0, 1.0), lab
+
+
+def test_augment_figure_saturates_or_smooths_and_stays_in_range():
+    img, _ = _scene()
+    flat = 0
+    for seed in range(40):
+        out = augment_figure(np.random.default_rng(seed), img.copy())
+        assert out.shape == img.shape and np.isfinite(out).all()
+        assert -1e-6 <= out.min() and out.max() <= 1 + 1e-6
+        flat += np.mean(out >= 1.0 - 1e-6) > 0.02  # a white plateau appeared
+    assert 20 <= flat <= 40  # stretched in ~75 % of draws
+
+
+def test_sampler_figure_probability_is_validated_and_changes_crops():
+    img, lab = _scene()
+    with pytest.raises(ValueError, match="figure_p"):
+        LabelledSampler([img], [lab], 32, np.random.default_rng(0), figure_p=1.5)
+    plain = LabelledSampler([img], [lab], 32, np.random.default_rng(1)).batch(8)[0]
+    fig = LabelledSampler([img], [lab], 32, np.random.default_rng(1), figure_p=1.0).batch(8)[0]
+    assert plain.shape == fig.shape and not np.allclose(plain, fig)
