@@ -8,9 +8,11 @@ Sections (each can be skipped; each records its own wall time):
               and of the agent's rule (no border, confidence >= 0.8, calibrated diameters).
 2. real     : segmentation on the labelled EMPS test split (sim-to-real), for each given model
               (e.g. shipped vs adapted), next to the classical Otsu + watershed floor; AJI+ and
-              F1 also split by particle polarity (SEM-like bright vs TEM bright-field dark).
-2b. autoscale: twin frames with 7-160 px particles at scale 1 and "auto" (what the rule for
-              images of unknown scale costs where the network already resolves the particles).
+              F1 also split by particle polarity (SEM-like bright vs TEM bright-field dark);
+              with scale "auto" also with automatic polarity (`Segmenter(invert="auto")`).
+2b. autoscale: twin frames with 7-160 px particles at scale 1, "auto", and "auto" with
+              automatic polarity (what the rules for images of unknown scale and polarity cost
+              where the network already resolves the particles).
 3. ablation : SSL (FCMAE encoder, or the whole U-Net by masked-image modelling) vs no-SSL
               fine-tuning with 8 labelled scenes -> error reduction rate
               ERR = (eps_b - eps_m) / eps_b with eps = 1 - AJI+ on the twin test scenes.
@@ -194,9 +196,10 @@ def bench_real(models: dict[str, Any], limit: int | None = None, scales=(1.0, "a
     rows = [metrics.summarize(gt, classical_floor(img, gt)) for img, gt in pairs]
     out["otsu_watershed (oracle polarity)"] = {**_aggregate(rows), **_by_polarity(rows, dark)}
     for name, path in models.items():
-        for scale in scales:
-            rows, t = _seg_rows(pairs, Segmenter(path), scale=scale)
-            out[f"{name} scale={scale}"] = {**_aggregate(rows), **_by_polarity(rows, dark), "s_per_image": t}
+        for scale, invert in [(sc, None) for sc in scales] + [(sc, "auto") for sc in scales if sc == "auto"]:
+            rows, t = _seg_rows(pairs, Segmenter(path, invert=invert), scale=scale)
+            label = f"{name} scale={scale}" + (" polarity=auto" if invert else "")
+            out[label] = {**_aggregate(rows), **_by_polarity(rows, dark), "s_per_image": t}
     return out
 
 
@@ -210,13 +213,18 @@ def autoscale_frames(n: int = 40, shape=(512, 512), seed: int = TEST_SEED + 5, d
 
 
 def bench_autoscale(models: dict[str, Any], n: int = 40, frames=None) -> dict:
-    """Twin frames with 7-160 px particles at scale 1 and "auto", side by side: the cost on the
-    twin of the rule that helps on real images of unknown scale (section `real`)."""
+    """Twin frames with 7-160 px particles at scale 1, "auto", and "auto" with automatic
+    polarity, side by side: what the rules that help on real images of unknown scale and
+    polarity (section `real`) cost on the twin."""
     from . import Segmenter
 
     frames = frames if frames is not None else autoscale_frames(n)
-    return {f"{name} scale={sc}": _seg_scores(frames, Segmenter(path), scale=sc)
-            for name, path in models.items() for sc in (1.0, "auto")}
+    out = {}
+    for name, path in models.items():
+        for sc, inv in ((1.0, None), ("auto", None), ("auto", "auto")):
+            label = f"{name} scale={sc}" + (" polarity=auto" if inv else "")
+            out[label] = _seg_scores(frames, Segmenter(path, invert=inv), scale=sc)
+    return out
 
 
 def bench_ablation(with_ssl: str | Path, without_ssl: str | Path, n: int = 24, scenes=None) -> dict:

@@ -64,6 +64,15 @@ def auto_scale(d_probe_px: float, d_one_px: float, shape: tuple[int, ...], max_p
     return float(min(1.0, max(target_px / d_probe_px, 64.0 / min(shape))))
 
 
+def weighted_confidence(table: ParticleTable) -> float:
+    """Area-weighted mean confidence of a particle table (0 for an empty one): how sure the
+    network is of what it found, the criterion of ``Segmenter(invert="auto")``."""
+    if not len(table):
+        return 0.0
+    area = np.asarray(table["area_px"], float)
+    return float((np.asarray(table["confidence"], float) * area).sum() / max(area.sum(), 1.0))
+
+
 ONE_PASS_TILE = 2048  # px: frames up to this size go through a GRN-free network in one pass
 
 
@@ -80,7 +89,10 @@ class Segmenter:
     QDQ-quantised one when shipped). threads: onnxruntime intra-op threads. tile/overlap:
     tiled inference geometry in px (tile None: 256 for networks with GRN, one pass up to 2048
     px for those without). fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
-    instance kept. invert: None (network decides), or True/False to flip contrast first.
+    instance kept. invert: None (network decides), True/False to flip contrast first, or
+    "auto": segment both polarities and keep the one whose particles the network is more
+    confident of (area-weighted mean confidence; twice the time, for images of unknown
+    polarity such as TEM bright-field panels).
     auto_max_px, auto_target_px, auto_probe, auto_agree: the rule of ``scale="auto"`` (see
     `auto_scale`; the probe is the coarse pass's scale).
     min_contrast_snr: instances whose contrast SNR against their surroundings is below this are
@@ -100,7 +112,7 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike | None = None, *, int8: bool = False, threads: int = 2,
                  tile: int | None = None, overlap: int = 64, fg_thr: float = 0.5, seed_thr: float = 0.3,
-                 min_area_px: int = 8, invert: bool | None = None, auto_max_px: float = 70.0,
+                 min_area_px: int = 8, invert: bool | str | None = None, auto_max_px: float = 70.0,
                  auto_target_px: float = 24.0, auto_probe: float = 0.25, auto_agree: float = 0.2,
                  calibrated: bool = True, min_contrast_snr: float = ROSE_K, white_pct: float = 99.9,
                  fill_occluded: bool = True, split_solidity: float = 0.85, merge_solidity: float = 0.88):
@@ -113,6 +125,8 @@ class Segmenter:
             raise ValueError(f"tile = {tile!r}: must be a multiple of 32 px, at least 32 (or None)")
         self.overlap = int(overlap)
         self.fg_thr, self.seed_thr, self.min_area_px = float(fg_thr), float(seed_thr), int(min_area_px)
+        if invert not in (None, True, False, "auto"):
+            raise PerceptionInputError(f"invert = {invert!r}: must be None, True, False or 'auto'")
         self.invert = invert
         self.auto_max_px = check_positive(auto_max_px, "auto_max_px", 0.0, 1e4)
         self.auto_target_px = check_positive(auto_target_px, "auto_target_px", 0.0, 1e4)
@@ -128,23 +142,24 @@ class Segmenter:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
 
-    def predict_maps(self, image: np.ndarray) -> np.ndarray:
-        """(3, H, W) float32 probabilities: foreground, boundary, centre."""
+    def predict_maps(self, image: np.ndarray, invert: bool | None = None) -> np.ndarray:
+        """(3, H, W) float32 probabilities: foreground, boundary, centre; `invert` overrides
+        the segmenter's own setting ("auto" counts as not inverted here)."""
         img = normalise(check_image(image), hi_pct=self.white_pct)
-        if self.invert:
+        if (self.invert is True) if invert is None else invert:
             img = 1.0 - img
         logits = predict_tiled(img, self._run, 3, tile=self.tile, overlap=self.overlap)
         return sigmoid(logits)
 
-    def _labels_at(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    def _labels_at(self, image: np.ndarray, scale: float, invert: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Labels and foreground probability at full resolution, inferring at `scale` x size."""
         if scale == 1.0:
-            fg, bd, ct = self.predict_maps(image)
+            fg, bd, ct = self.predict_maps(image, invert)
             return maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
                                      min_area_px=self.min_area_px, split_solidity=self.split_solidity,
                                      merge_solidity=self.merge_solidity), fg
         small = ndi.zoom(normalise(image, hi_pct=self.white_pct), scale, order=1, prefilter=False)
-        fg, bd, ct = self.predict_maps(small)
+        fg, bd, ct = self.predict_maps(small, invert)
         lab = maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
                                 min_area_px=max(2, int(self.min_area_px * scale * scale)),
                                 split_solidity=self.split_solidity, merge_solidity=self.merge_solidity)
@@ -153,23 +168,23 @@ class Segmenter:
         cols = np.minimum((np.arange(image.shape[1]) / zx).astype(int), lab.shape[1] - 1)
         return lab[rows][:, cols], fg[rows][:, cols]
 
-    def _probe_diameter_px(self, image: np.ndarray) -> float:
+    def _probe_diameter_px(self, image: np.ndarray, invert: bool | None = None) -> float:
         """Typical particle diameter (full-resolution px) from the foreground of a coarse pass."""
         probe = min(1.0, max(self.auto_probe, 64.0 / min(image.shape)))
         small = ndi.zoom(normalise(image, hi_pct=self.white_pct), probe, order=1, prefilter=False) if probe < 1 else image
-        return _typical_diameter_px(self.predict_maps(small)[0] > self.fg_thr) / probe
+        return _typical_diameter_px(self.predict_maps(small, invert)[0] > self.fg_thr) / probe
 
-    def _auto(self, image: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    def _auto(self, image: np.ndarray, invert: bool | None = None) -> tuple[float, np.ndarray, np.ndarray]:
         """(scale, labels, foreground) with the scale chosen by `auto_scale`."""
-        d_probe = self._probe_diameter_px(image)
+        d_probe = self._probe_diameter_px(image, invert)
         labels = fg = None
         d_one = float("nan")
         if d_probe > self.auto_max_px:
-            labels, fg = self._labels_at(image, 1.0)
+            labels, fg = self._labels_at(image, 1.0, invert)
             d_one = _typical_diameter_px(fg > self.fg_thr)
         s = auto_scale(d_probe, d_one, image.shape, self.auto_max_px, self.auto_target_px, self.auto_agree)
         if labels is None or s != 1.0:
-            labels, fg = self._labels_at(image, s)
+            labels, fg = self._labels_at(image, s, invert)
         return s, labels, fg
 
     def segment(self, image: np.ndarray, pixel_size_m: float, scale: float | str = 1.0) -> Segmentation:
@@ -183,11 +198,19 @@ class Segmenter:
         """
         check_image(image)
         px = check_positive(pixel_size_m, "pixel_size_m", 0.0, 1e-2)
+        if scale != "auto":
+            scale = check_positive(scale, "scale", 0.0, 4.0)
+        if self.invert != "auto":
+            return self._segment(image, px, scale)
+        plain, flipped = (self._segment(image, px, scale, flip) for flip in (False, True))
+        return flipped if weighted_confidence(flipped.particles) > weighted_confidence(plain.particles) else plain
+
+    def _segment(self, image: np.ndarray, px: float, scale: float | str, invert: bool | None = None) -> Segmentation:
         if scale == "auto":
-            s, labels, fg = self._auto(image)
+            s, labels, fg = self._auto(image, invert)
         else:
-            s = check_positive(scale, "scale", 0.0, 4.0)
-            labels, fg = self._labels_at(image, s)
+            s = float(scale)
+            labels, fg = self._labels_at(image, s, invert)
         labels, snr = drop_insignificant(image, labels, self.min_contrast_snr)
         hidden = occluded_area_px(labels) if self.fill_occluded else None
         table = particle_table(labels, px, confidence_map=fg, contrast_snr=snr, occluded_px=hidden)

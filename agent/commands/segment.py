@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     pol.add_argument("--invert", dest="invert", action="store_true", default=None,
                      help="particles are darker than the background (TEM-like): invert first")
     pol.add_argument("--no-invert", dest="invert", action="store_false")
+    pol.add_argument("--auto-polarity", dest="invert", action="store_const", const="auto",
+                     help="segment both polarities, keep the one the network is more confident of "
+                          "(images of unknown polarity; twice the time)")
     p.set_defaults(func=run)
 
 

@@ -42,10 +42,10 @@ class _Spy(Segmenter):
         super().__init__(model)
         self.probe_px, self.one_px, self.scales = probe_px, one_px, []
 
-    def _probe_diameter_px(self, image):
+    def _probe_diameter_px(self, image, invert=None):
         return self.probe_px
 
-    def _labels_at(self, image, scale):
+    def _labels_at(self, image, scale, invert=None):
         self.scales.append(scale)
         fg = np.zeros(image.shape, np.float32)
         r = self.one_px / 2
@@ -60,3 +60,42 @@ def test_segment_auto_runs_the_passes_the_rule_needs(tiny_model, probe_px, one_p
     seg = _Spy(tiny_model[0], probe_px, one_px)
     seg.segment(np.zeros((600, 600), np.uint8), 1e-9, scale="auto")
     assert seg.scales == pytest.approx(scales, rel=0.02)
+
+
+def test_invert_setting_is_validated(tiny_model):
+    with pytest.raises(PerceptionInputError, match="invert"):
+        Segmenter(tiny_model[0], invert="yes")
+
+
+class _Polar(Segmenter):
+    """One disk; the network is sure of it (p = 0.99) only in the `sure_when_inverted` polarity."""
+
+    def __init__(self, model, sure_when_inverted):
+        super().__init__(model, invert="auto", min_contrast_snr=0.0)
+        self.sure = sure_when_inverted
+
+    def predict_maps(self, image, invert=None):
+        yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+        r2 = (yy - 32) ** 2 + (xx - 32) ** 2
+        p = 0.99 if bool(invert) == self.sure else 0.6
+        fg = np.where(r2 <= 100, p, 0.01).astype(np.float32)
+        return np.stack([fg, np.zeros_like(fg), np.where(r2 <= 9, 0.9, 0.0).astype(np.float32)])
+
+
+@pytest.mark.parametrize("sure_when_inverted", [False, True])
+def test_invert_auto_keeps_the_more_confident_polarity(tiny_model, sure_when_inverted):
+    seg = _Polar(tiny_model[0], sure_when_inverted)
+    _, table = seg.segment(np.zeros((64, 64), np.uint8), 1e-9)
+    assert len(table) == 1 and table["confidence"][0] > 0.9
+
+
+def test_weighted_confidence_weights_by_area():
+    from perception.instances import particle_table
+    from perception.segment import weighted_confidence
+
+    lab = np.zeros((10, 10), np.int32)
+    lab[:2, :2], lab[5:9, 5:9] = 1, 2  # 4 px and 16 px
+    conf = np.where(lab == 1, 0.5, np.where(lab == 2, 1.0, 0.0))
+    t = particle_table(lab, 1e-9, confidence_map=conf)
+    assert weighted_confidence(t) == pytest.approx((4 * 0.5 + 16 * 1.0) / 20)
+    assert weighted_confidence(particle_table(np.zeros((4, 4), np.int32), 1e-9)) == 0.0

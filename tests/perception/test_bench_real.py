@@ -23,12 +23,13 @@ def test_dark_particles_reads_polarity_from_the_labels():
 
 def test_bench_real_splits_by_polarity(tiny_model, monkeypatch):
     monkeypatch.setattr(bench, "emps_pairs", lambda limit=None: [_disks(False), _disks(True), _disks(False)])
-    out = bench.bench_real({"tiny": tiny_model[0]}, scales=(1.0,))
+    out = bench.bench_real({"tiny": tiny_model[0]}, scales=(1.0, "auto"))
     assert out["images with dark particles"] == {"n_dark": 1, "n_bright": 2}
     floor = out["otsu_watershed (oracle polarity)"]
     assert floor["aji_plus_bright"] > 0.8 and floor["aji_plus_dark"] > 0.8  # two clean disks each
     row = out["tiny scale=1.0"]
     assert row["n_images"] == 3 and 0.0 <= row["aji_plus_dark"] <= 1.0 and 0.0 <= row["f1_50_bright"] <= 1.0
+    assert {"tiny scale=auto", "tiny scale=auto polarity=auto"} <= set(out)
 
 
 def test_bench_real_skips_without_data(monkeypatch):
@@ -45,5 +46,5 @@ def test_classical_floor_smoothing_keeps_clean_disks_whole():
 def test_bench_autoscale_reports_both_scales(tiny_model):
     frames = [_disks(False), _disks(False)]
     out = bench.bench_autoscale({"tiny": tiny_model[0]}, frames=frames)
-    assert set(out) == {"tiny scale=1.0", "tiny scale=auto"}
+    assert set(out) == {"tiny scale=1.0", "tiny scale=auto", "tiny scale=auto polarity=auto"}
     assert all(r["n_images"] == 2 and 0.0 <= r["aji_plus"] <= 1.0 for r in out.values())

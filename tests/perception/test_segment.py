@@ -173,4 +173,4 @@ def test_segment_cli_writes_outputs(tiny_model, tmp_path):
             main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--scale", bad])
         assert exc.value.code == 2
     assert main(["segment", str(src), "--pixel-size-m", "5e-9", "--out", str(out), "--model", str(tiny_model[0]),
-                 "--scale", "auto"]) == 0
+                 "--scale", "auto", "--auto-polarity"]) == 0
