@@ -91,8 +91,9 @@ class Segmenter:
     px for those without). fg_thr/seed_thr: watershed thresholds. min_area_px: smallest
     instance kept. invert: None (network decides), True/False to flip contrast first, or
     "auto": segment both polarities and keep the one whose particles the network is more
-    confident of (area-weighted mean confidence; twice the time, for images of unknown
-    polarity such as TEM bright-field panels).
+    confident of (area-weighted mean confidence; of an empty result, the mean background
+    probability). Twice the time; for images of unknown polarity such as TEM bright-field
+    panels, not for instruments whose polarity is known.
     auto_max_px, auto_target_px, auto_probe, auto_agree: the rule of ``scale="auto"`` (see
     `auto_scale`; the probe is the coarse pass's scale).
     min_contrast_snr: instances whose contrast SNR against their surroundings is below this are
@@ -201,11 +202,14 @@ class Segmenter:
         if scale != "auto":
             scale = check_positive(scale, "scale", 0.0, 4.0)
         if self.invert != "auto":
-            return self._segment(image, px, scale)
-        plain, flipped = (self._segment(image, px, scale, flip) for flip in (False, True))
-        return flipped if weighted_confidence(flipped.particles) > weighted_confidence(plain.particles) else plain
+            return self._segment(image, px, scale)[0]
+        (plain, c_plain), (flipped, c_flipped) = (self._segment(image, px, scale, flip) for flip in (False, True))
+        return flipped if c_flipped > c_plain else plain
 
-    def _segment(self, image: np.ndarray, px: float, scale: float | str, invert: bool | None = None) -> Segmentation:
+    def _segment(self, image: np.ndarray, px: float, scale: float | str,
+                 invert: bool | None = None) -> tuple[Segmentation, float]:
+        """The segmentation, and how sure the network is of it: the area-weighted confidence of
+        its particles, or for an empty result the mean background probability."""
         if scale == "auto":
             s, labels, fg = self._auto(image, invert)
         else:
@@ -214,7 +218,8 @@ class Segmenter:
         labels, snr = drop_insignificant(image, labels, self.min_contrast_snr)
         hidden = occluded_area_px(labels) if self.fill_occluded else None
         table = particle_table(labels, px, confidence_map=fg, contrast_snr=snr, occluded_px=hidden)
-        return Segmentation(labels, self._calibrate(table, px, s))
+        sure = weighted_confidence(table) if len(table) else float(1.0 - fg.mean())
+        return Segmentation(labels, self._calibrate(table, px, s)), sure
 
     def _calibrate(self, table: ParticleTable, px: float, scale: float) -> ParticleTable:
         """Subtract the model's outline offset (`perception.calibrate`) from diameters and areas,

@@ -99,3 +99,20 @@ def test_weighted_confidence_weights_by_area():
     t = particle_table(lab, 1e-9, confidence_map=conf)
     assert weighted_confidence(t) == pytest.approx((4 * 0.5 + 16 * 1.0) / 20)
     assert weighted_confidence(particle_table(np.zeros((4, 4), np.int32), 1e-9)) == 0.0
+
+
+class _EmptyOrDisk(_Polar):
+    """Plain polarity: the network is sure there is nothing; inverted: a doubtful disk."""
+
+    def predict_maps(self, image, invert=None):
+        maps = super().predict_maps(image, invert)
+        if not invert:
+            maps[0] = 0.01
+            maps[2] = 0.0
+        return maps
+
+
+def test_invert_auto_keeps_a_confidently_empty_result(tiny_model):
+    seg = _EmptyOrDisk(tiny_model[0], sure_when_inverted=False)  # inverted disk at p = 0.6
+    labels, table = seg.segment(np.zeros((64, 64), np.uint8), 1e-9)
+    assert len(table) == 0 and labels.max() == 0
