@@ -73,6 +73,24 @@ def weighted_confidence(table: ParticleTable) -> float:
     return float((np.asarray(table["confidence"], float) * area).sum() / max(area.sum(), 1.0))
 
 
+def upsample_labels(labels: np.ndarray, fg: np.ndarray, shape: tuple[int, ...], fg_thr: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and foreground probability found at a reduced scale, brought to `shape`.
+
+    The probability is interpolated bilinearly on the grid `ndi.zoom` used to reduce the image
+    (corners aligned); each particle is then the upsampled probability above `fg_thr` nearest
+    to its upsampled label, so outlines against the background follow the interpolated map
+    instead of the coarse pixel grid (boundaries between touching particles stay coarse).
+    """
+    from skimage.segmentation import expand_labels
+
+    zoom = (shape[0] / labels.shape[0], shape[1] / labels.shape[1])
+    fg_up = ndi.zoom(fg, zoom, order=1, prefilter=False)
+    lab_up = ndi.zoom(labels, zoom, order=0, prefilter=False)
+    lab_up = expand_labels(lab_up, distance=float(np.ceil(max(zoom))))
+    lab_up[fg_up <= fg_thr] = 0
+    return lab_up.astype(np.int32), fg_up
+
+
 ONE_PASS_TILE = 2048  # px: frames up to this size go through a GRN-free network in one pass
 
 
@@ -164,10 +182,7 @@ class Segmenter:
         lab = maps_to_instances(fg, bd, ct, fg_thr=self.fg_thr, seed_thr=self.seed_thr,
                                 min_area_px=max(2, int(self.min_area_px * scale * scale)),
                                 split_solidity=self.split_solidity, merge_solidity=self.merge_solidity)
-        zy, zx = image.shape[0] / lab.shape[0], image.shape[1] / lab.shape[1]
-        rows = np.minimum((np.arange(image.shape[0]) / zy).astype(int), lab.shape[0] - 1)
-        cols = np.minimum((np.arange(image.shape[1]) / zx).astype(int), lab.shape[1] - 1)
-        return lab[rows][:, cols], fg[rows][:, cols]
+        return upsample_labels(lab, fg, image.shape, self.fg_thr)
 
     def _probe_diameter_px(self, image: np.ndarray, invert: bool | None = None) -> float:
         """Typical particle diameter (full-resolution px) from the foreground of a coarse pass."""

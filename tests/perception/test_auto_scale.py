@@ -116,3 +116,20 @@ def test_invert_auto_keeps_a_confidently_empty_result(tiny_model):
     seg = _EmptyOrDisk(tiny_model[0], sure_when_inverted=False)  # inverted disk at p = 0.6
     labels, table = seg.segment(np.zeros((64, 64), np.uint8), 1e-9)
     assert len(table) == 0 and labels.max() == 0
+
+
+def test_upsampled_labels_follow_the_interpolated_outline():
+    from scipy import ndimage as ndi
+
+    from perception.segment import upsample_labels
+
+    yy, xx = np.mgrid[:256, :240]
+    disk = (yy - 100.3) ** 2 + (xx - 120.7) ** 2 <= 40 ** 2
+    fg_small = ndi.zoom(ndi.gaussian_filter(disk.astype(float), 2.0), 0.25, order=1, prefilter=False)
+    lab_small = ndi.label(fg_small > 0.5)[0]
+    lab, fg = upsample_labels(lab_small, fg_small, disk.shape)
+    assert lab.shape == fg.shape == disk.shape and lab.max() == 1
+    iou = (disk & (lab == 1)).sum() / (disk | (lab == 1)).sum()
+    assert iou > 0.97
+    cy, cx = ndi.center_of_mass(lab == 1)
+    assert abs(cy - 100.3) < 0.7 and abs(cx - 120.7) < 0.7
