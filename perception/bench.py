@@ -196,11 +196,19 @@ def bench_real(models: dict[str, Any], limit: int | None = None, scales=(1.0, "a
     rows = [metrics.summarize(gt, classical_floor(img, gt)) for img, gt in pairs]
     out["otsu_watershed (oracle polarity)"] = {**_aggregate(rows), **_by_polarity(rows, dark)}
     for name, path in models.items():
-        for scale, invert in [(sc, None) for sc in scales] + [(sc, "auto") for sc in scales if sc == "auto"]:
+        for scale, invert in _variants(scales):
             rows, t = _seg_rows(pairs, Segmenter(path, invert=invert), scale=scale)
-            label = f"{name} scale={scale}" + (" polarity=auto" if invert else "")
-            out[label] = {**_aggregate(rows), **_by_polarity(rows, dark), "s_per_image": t}
+            out[_row_label(name, scale, invert)] = {**_aggregate(rows), **_by_polarity(rows, dark), "s_per_image": t}
     return out
+
+
+def _variants(scales) -> list[tuple[float | str, str | None]]:
+    """(scale, invert) pairs to score: each scale as is, and "auto" also with automatic polarity."""
+    return [(sc, None) for sc in scales] + ([("auto", "auto")] if "auto" in scales else [])
+
+
+def _row_label(name: str, scale: float | str, invert: str | None) -> str:
+    return f"{name} scale={scale}" + (" polarity=auto" if invert == "auto" else "")
 
 
 def autoscale_frames(n: int = 40, shape=(512, 512), seed: int = TEST_SEED + 5, d_px_range=(7.0, 160.0)):
@@ -219,12 +227,8 @@ def bench_autoscale(models: dict[str, Any], n: int = 40, frames=None) -> dict:
     from . import Segmenter
 
     frames = frames if frames is not None else autoscale_frames(n)
-    out = {}
-    for name, path in models.items():
-        for sc, inv in ((1.0, None), ("auto", None), ("auto", "auto")):
-            label = f"{name} scale={sc}" + (" polarity=auto" if inv else "")
-            out[label] = _seg_scores(frames, Segmenter(path, invert=inv), scale=sc)
-    return out
+    return {_row_label(name, sc, inv): _seg_scores(frames, Segmenter(path, invert=inv), scale=sc)
+            for name, path in models.items() for sc, inv in _variants((1.0, "auto"))}
 
 
 def bench_ablation(with_ssl: str | Path, without_ssl: str | Path, n: int = 24, scenes=None) -> dict:

@@ -77,6 +77,9 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     from .seg import SegTrainConfig, calibration_batches, export_segmenter, train_segmenter
     from .sources import labelled_scenes, visible_labels
 
+    figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
+    if not 0.0 <= figure_p <= 1.0:  # before the minutes of data generation
+        raise ValueError(f"--figure-aug = {figure_p!r}: must be a probability in [0, 1]")
     t0 = time.time()
     rng = np.random.default_rng(args.seed + 1)
     ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache,
@@ -88,7 +91,6 @@ def cmd_segment(args: argparse.Namespace) -> dict:
         labs, n_drop = visible_labels(ims, labs, k)
         print(f"[segment] --label-min-snr {k:g}: {n_drop} invisible labelled particles set to background", flush=True)
     t_data = time.time() - t0
-    figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
     sampler = LabelledSampler(ims, labs, args.crop, rng, figure_p=figure_p)
     cfg = SegTrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                          time_budget_s=args.time_budget_s, int8=not args.no_int8)

@@ -32,3 +32,11 @@ def test_sampler_figure_probability_is_validated_and_changes_crops():
     plain = LabelledSampler([img], [lab], 32, np.random.default_rng(1)).batch(8)[0]
     fig = LabelledSampler([img], [lab], 32, np.random.default_rng(1), figure_p=1.0).batch(8)[0]
     assert plain.shape == fig.shape and not np.allclose(plain, fig)
+
+
+@pytest.mark.parametrize("bad", ["2", "-0.1", "nan"])
+def test_train_segment_refuses_a_bad_figure_share_before_generating_data(bad, tmp_path):
+    from agent.cli import main
+
+    assert main(["train", "segment", "--figure-aug", bad, "--out", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())  # nothing generated, nothing written
