@@ -14,8 +14,11 @@ Sections (each can be skipped; each records its own wall time):
               automatic polarity (what the rules for images of unknown scale and polarity cost
               where the network already resolves the particles).
 3. ablation : SSL (FCMAE encoder, or the whole U-Net by masked-image modelling) vs no-SSL
-              fine-tuning with 8 labelled scenes -> error reduction rate
-              ERR = (eps_b - eps_m) / eps_b with eps = 1 - AJI+ on the twin test scenes.
+              fine-tuning with 8 labelled scenes, over every label set that
+              `emtwin train ablation` wrote -> error reduction rate
+              ERR = (eps_b - eps_m) / eps_b with eps = 1 - AJI+ (and 1 - F1) per label set, on
+              the randomised twin test scenes and on the scenario test frames; mean and
+              standard error over label sets.
 4. speed    : ms per image of 512^2, 1024^2 and 1200x1920 px noise and a 1200x1920 twin frame
               on 2 threads (fp32, int8), with the default 256-px tiles and in one pass.
 5. restore  : PSNR/SSIM gain over the degraded input on held-out twin pairs (unknown PSF),
@@ -231,15 +234,69 @@ def bench_autoscale(models: dict[str, Any], n: int = 40, frames=None) -> dict:
             for name, path in models.items() for sc, inv in _variants((1.0, "auto"))}
 
 
+def err_rate(eps_b: float, eps_m: float) -> float:
+    """Error reduction rate (eps_b - eps_m) / eps_b of a model (error eps_m) over a baseline."""
+    return (eps_b - eps_m) / eps_b if eps_b > 0 else float("nan")
+
+
 def bench_ablation(with_ssl: str | Path, without_ssl: str | Path, n: int = 24, scenes=None) -> dict:
+    """One pair of fine-tunings scored side by side on the same scenes."""
     from . import Segmenter
 
     scenes = scenes if scenes is not None else twin_test_scenes(n)
     a = _seg_scores(scenes, Segmenter(with_ssl))
     b = _seg_scores(scenes, Segmenter(without_ssl))
-    eps_m, eps_b = 1 - a["aji_plus"], 1 - b["aji_plus"]
-    return {"with_ssl": a, "without_ssl": b, "err_aji": (eps_b - eps_m) / eps_b if eps_b > 0 else float("nan"),
-            "err_f1": ((1 - b["f1_50"]) - (1 - a["f1_50"])) / (1 - b["f1_50"]) if b["f1_50"] < 1 else float("nan")}
+    return {"with_ssl": a, "without_ssl": b, "err_aji": err_rate(1 - b["aji_plus"], 1 - a["aji_plus"]),
+            "err_f1": err_rate(1 - b["f1_50"], 1 - a["f1_50"])}
+
+
+ABLATION_BASE = "nossl8"  # fine-tuned from random init
+ABLATION_ARMS = {"fcmae": "ssl8", "unet-mim": "mim8"}  # arm: file stem of its fine-tuning
+
+
+def ablation_sets(root: str | Path) -> dict[str, dict[str, Path]]:
+    """{label set: {"none" | arm: .onnx}} under `root`: one folder per label set (``seed*``, as
+    `emtwin train ablation` writes them), or the models directly in `root`. A label set
+    counts only with its random-init baseline (nossl8.onnx)."""
+    root = Path(root)
+    dirs = sorted(p for p in root.glob("seed*") if p.is_dir()) or [root]
+    out = {}
+    for d in dirs:
+        if (d / f"{ABLATION_BASE}.onnx").exists():
+            found = {arm: d / f"{stem}.onnx" for arm, stem in ABLATION_ARMS.items() if (d / f"{stem}.onnx").exists()}
+            out[d.name] = {"none": d / f"{ABLATION_BASE}.onnx", **found}
+    return out
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return float(v.mean()), se
+
+
+def bench_ablation_sets(sets: dict[str, dict[str, Path]], test_sets: dict[str, list]) -> dict:
+    """ERR of every pretraining arm over random init, per label set and as mean +/- standard
+    error over label sets, on each named test set ({name: [(image, labels), ...]})."""
+    from . import Segmenter
+
+    scores = {(ls, arm, ts): _seg_scores(pairs, Segmenter(path))
+              for ls, arms in sets.items() for arm, path in arms.items() for ts, pairs in test_sets.items()}
+    out = {}
+    for arm in ABLATION_ARMS:
+        for ts in test_sets:
+            have = [ls for ls in sets if arm in sets[ls]]
+            if not have:
+                continue
+            m = [scores[ls, arm, ts] for ls in have]
+            b = [scores[ls, "none", ts] for ls in have]
+            e_aji = [err_rate(1 - y["aji_plus"], 1 - x["aji_plus"]) for x, y in zip(m, b)]
+            e_f1 = [err_rate(1 - y["f1_50"], 1 - x["f1_50"]) for x, y in zip(m, b)]
+            (ma, sa), (mf, sf) = _mean_se(e_aji), _mean_se(e_f1)
+            out[f"{arm} on {ts}"] = {
+                "err_aji": ma, "err_aji_se": sa, "err_f1": mf, "err_f1_se": sf, "n_label_sets": len(have),
+                "aji_pretrained": _mean(x["aji_plus"] for x in m), "aji_random_init": _mean(y["aji_plus"] for y in b),
+                "err_aji_per_set": " ".join(f"{ls}:{e:+.3f}" for ls, e in zip(have, e_aji))}
+    return out
 
 
 def speed_variants(tile: int = 256) -> list[tuple[str, dict]]:
@@ -403,13 +460,14 @@ def bench_focus(n: int = 30, model: str | Path | None = None, shape=(256, 256), 
 
 def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: int = 24, real_limit: int | None = None,
                              models: dict[str, Any] | None = None, real_models: dict[str, Any] | None = None,
-                             ablation: tuple[str, str] | None = None, n_restore: int = 12, n_focus: int = 200,
+                             ablation_dir: str | Path = "runs/ablation", n_restore: int = 12, n_focus: int = 200,
                              n_scen: int = 36, quick: bool = False) -> dict:
     """Run the chosen sections (default: all); return a nested dict of figures.
 
     models / real_models: {name: onnx path} of segmenters to score (default: the shipped one;
-    real_models also picks up runs/adapted/segmenter_adapted.onnx when present). quick: small
-    sample sizes (a smoke run of a few minutes).
+    real_models also picks up runs/adapted/segmenter_adapted.onnx when present). ablation_dir:
+    the fine-tunings of `emtwin train ablation`. quick: small sample sizes (a smoke run of a
+    few minutes).
     """
     if quick:
         n_twin, real_limit, n_restore, n_focus, n_scen = 6, 15, 4, 8, 6
@@ -439,16 +497,13 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
             elif s == "autoscale":
                 out[s] = bench_autoscale(models, n=10 if quick else 40)
             elif s == "ablation":
-                pairs = {"given": ablation} if ablation else _default_ablation()
-                if not pairs:
-                    out[s] = {"skipped": "ablation models not found (see docs/perception.md)"}
+                sets = ablation_sets(ablation_dir)
+                if not sets:
+                    out[s] = {"skipped": f"no ablation models in {ablation_dir} (run `emtwin train ablation`)"}
                 else:
                     scenes = scenes or twin_test_scenes(n_twin)
-                    out[s] = {}
-                    for name, (with_ssl, without_ssl) in pairs.items():
-                        r = bench_ablation(with_ssl, without_ssl, scenes=scenes)
-                        out[s].update({f"{name} with_ssl": r["with_ssl"], f"{name} without_ssl": r["without_ssl"],
-                                       f"{name} ERR": {"err_aji": r["err_aji"], "err_f1": r["err_f1"]}})
+                    frames = [f[:2] for f in scenario_test_frames(n_scen)]
+                    out[s] = bench_ablation_sets(sets, {"twin": scenes, "scenarios": frames})
             elif s == "speed":
                 out[s] = bench_speed()
             elif s == "restore":
@@ -463,15 +518,6 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
             out[s] = {"skipped": f"needs {exc.name}"}
         out.setdefault("wall_time_s", {})[s] = round(time.time() - t0, 1)
     return out
-
-
-def _default_ablation() -> dict[str, tuple[str, str]]:
-    """{pretraining: (fine-tuned with it, fine-tuned from random init)} found in runs/ablation/:
-    ssl8.onnx (FCMAE encoder), mim8.onnx (whole-U-Net masked-image modelling), nossl8.onnx."""
-    root = Path("runs") / "ablation"
-    base = root / "nossl8.onnx"
-    found = {name: root / f for name, f in (("fcmae", "ssl8.onnx"), ("unet-mim", "mim8.onnx"))}
-    return {name: (str(p), str(base)) for name, p in found.items() if p.exists() and base.exists()}
 
 
 def _fmt(v) -> str:

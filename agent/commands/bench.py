@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--quick", action="store_true", help="fewer images (smoke run)")
     q.add_argument("--sections", default=None, metavar="S,S",
                    help="comma-separated subset of twin, scenarios, real, autoscale, ablation, speed, restore, focus [all]")
+    q.add_argument("--ablation-dir", default="runs/ablation", metavar="DIR",
+                   help="the fine-tunings of `emtwin train ablation` scored by the ablation section [runs/ablation]")
     q.add_argument("--out", default=None)
     add_check_option(q)
     q.set_defaults(func=_perception)
@@ -86,5 +88,5 @@ def _perception(args: argparse.Namespace) -> int:
     from perception.bench import format_table, run_perception_benchmark
 
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else None
-    result = run_perception_benchmark(sections=sections, quick=args.quick)
+    result = run_perception_benchmark(sections=sections, quick=args.quick, ablation_dir=args.ablation_dir)
     return _emit(result, format_table(result), args, "perception")

@@ -1,4 +1,4 @@
-"""`emtwin train {pretrain,segment,restore,focus,calibrate}`: train perception models and export ONNX.
+"""`emtwin train {pretrain,segment,ablation,restore,focus,calibrate}`: train perception models and export ONNX.
 
 Artefacts go to perception/models/ by default, each with a JSON record (config, seed,
 command, time taken) so that the shipped models can be reproduced.
@@ -13,7 +13,7 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     _pretrain(sub)
-    _segment(sub)
+    _ablation(sub, _segment(sub))
     _restore(sub)
     _focus(sub)
     _calibrate(sub)
@@ -47,7 +47,7 @@ def _pretrain(sub) -> None:
     p.set_defaults(func=_run("cmd_pretrain"))
 
 
-def _segment(sub) -> None:
+def _segment(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="fine-tune encoder + U-Net decoder on labelled scenes")
     _common(p, steps=3000, batch=8, crop=128, lr=2e-3, name="segmenter")
     _arch_option(p)
@@ -63,6 +63,60 @@ def _segment(sub) -> None:
                    help="share of crops given the look of exported micrographs: saturated contrast, "
                         "smoothing (see perception.train.data.augment_figure) [0]")
     p.set_defaults(func=_run("cmd_segment"))
+    return p
+
+
+def _ablation(sub, segment: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("ablation", help="the SSL ablation's fine-tunings: per label set, 8 labelled twin "
+                                        "scenes fine-tuned from random init and from each pretraining",
+                       description="For each --seeds label set (8 randomised twin scenes), `train segment` "
+                                   "from random init (nossl8), from the FCMAE encoder (ssl8) and, with "
+                                   "--mim-weights, from whole-U-Net masked-image-modelling weights (mim8), "
+                                   "into OUT/seedK/. Models already there are kept. Score them with "
+                                   "`emtwin bench perception --sections ablation --ablation-dir OUT`.")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], metavar="K",
+                   help="label sets (the --seed of `train segment`) [0 1 2 3 4]")
+    p.add_argument("--steps", type=int, default=600, help="fine-tuning steps per model [600]")
+    p.add_argument("--encoder", default=None, help="FCMAE encoder .npz [the shipped one]")
+    p.add_argument("--mim-weights", default=None, metavar="NPZ",
+                   help="U-Net weights of `train pretrain --method unet` (NAME_weights.npz) [no mim arm]")
+    p.add_argument("--out", default="runs/ablation", help="output folder [runs/ablation]")
+    p.set_defaults(func=lambda args: _run_ablation(args, segment))
+
+
+def _ablation_runs(args: argparse.Namespace) -> list[tuple[int, str, list[str]]]:
+    """(seed, model name, extra `train segment` arguments) of every fine-tuning to run."""
+    import os
+
+    if args.steps <= 0:
+        raise ValueError(f"--steps {args.steps}: must be > 0")
+    if min(args.seeds) < 0:
+        raise ValueError(f"--seeds {min(args.seeds)}: must be >= 0")
+    for name, path in (("--encoder", args.encoder), ("--mim-weights", args.mim_weights)):
+        if path and not os.path.isfile(path):
+            raise ValueError(f"{name} {path}: no such file")
+    arms = [("nossl8", ["--encoder", "none"]), ("ssl8", ["--encoder", args.encoder] if args.encoder else [])]
+    if args.mim_weights:
+        arms.append(("mim8", ["--encoder", "none", "--init-weights", args.mim_weights]))
+    return [(k, name, extra) for k in args.seeds for name, extra in arms]
+
+
+def _run_ablation(args: argparse.Namespace, segment: argparse.ArgumentParser) -> int:
+    from pathlib import Path
+
+    runs = _ablation_runs(args)
+    for i, (k, name, extra) in enumerate(runs, 1):
+        out = Path(args.out) / f"seed{k}"
+        if (out / f"{name}.onnx").exists():
+            print(f"[ablation {i}/{len(runs)}] {out / name}.onnx exists, kept", flush=True)
+            continue
+        print(f"[ablation {i}/{len(runs)}] label set {k}: {name}", flush=True)
+        argv = ["--data", "twin", "--n-scenes", "8", "--steps", str(args.steps), "--seed", str(k), "--no-int8",
+                "--name", name, "--out", str(out), *extra]
+        sub = segment.parse_args(argv)
+        sub.func(sub)
+    print(f"score with: emtwin bench perception --sections ablation --ablation-dir {args.out}")
+    return 0
 
 
 def _restore(sub) -> None:

@@ -1,0 +1,91 @@
+"""The SSL ablation section: ERR per label set, its mean and standard error, model discovery."""
+import argparse
+import math
+import shutil
+
+import pytest
+
+import perception
+from perception import bench
+from .test_bench_real import _disks
+
+
+def test_err_rate_hand_cases():
+    assert bench.err_rate(0.5, 0.35) == pytest.approx(0.3)
+    assert bench.err_rate(0.4, 0.5) == pytest.approx(-0.25)  # pretraining hurt
+    assert math.isnan(bench.err_rate(0.0, 0.0))
+
+
+def _touch(d, *stems):
+    d.mkdir(parents=True, exist_ok=True)
+    for s in stems:
+        (d / f"{s}.onnx").write_bytes(b"")
+
+
+def test_ablation_sets_needs_the_random_init_baseline(tmp_path):
+    _touch(tmp_path / "seed0", "nossl8", "ssl8", "mim8")
+    _touch(tmp_path / "seed1", "nossl8", "ssl8")
+    _touch(tmp_path / "seed2", "ssl8")  # no baseline: not a label set
+    sets = bench.ablation_sets(tmp_path)
+    assert list(sets) == ["seed0", "seed1"]
+    assert set(sets["seed0"]) == {"none", "fcmae", "unet-mim"} and set(sets["seed1"]) == {"none", "fcmae"}
+    flat = tmp_path / "flat"
+    _touch(flat, "nossl8", "ssl8")
+    assert list(bench.ablation_sets(flat)) == ["flat"]
+    assert bench.ablation_sets(tmp_path / "missing") == {}
+
+
+def test_mean_and_standard_error_over_label_sets(monkeypatch):
+    aji = {"a/none": 0.5, "a/ssl": 0.65, "b/none": 0.6, "b/ssl": 0.68, "a/mim": 0.4}
+    monkeypatch.setattr(perception, "Segmenter", lambda path: path)
+    monkeypatch.setattr(bench, "_seg_scores", lambda pairs, seg: {"aji_plus": aji[seg], "f1_50": aji[seg]})
+    sets = {"a": {"none": "a/none", "fcmae": "a/ssl", "unet-mim": "a/mim"}, "b": {"none": "b/none", "fcmae": "b/ssl"}}
+    out = bench.bench_ablation_sets(sets, {"twin": [None]})
+    row = out["fcmae on twin"]
+    # ERR 0.3 on set a ((0.5-0.35)/0.5) and 0.2 on set b ((0.4-0.32)/0.4)
+    assert row["err_aji"] == pytest.approx(0.25) and row["err_aji_se"] == pytest.approx(0.05)
+    assert row["n_label_sets"] == 2 and row["aji_random_init"] == pytest.approx(0.55)
+    mim = out["unet-mim on twin"]
+    assert mim["n_label_sets"] == 1 and mim["err_aji"] == pytest.approx(-0.2) and math.isnan(mim["err_aji_se"])
+
+
+def test_identical_fine_tunings_reduce_no_error(tiny_model, tmp_path):
+    onnx, _ = tiny_model
+    (tmp_path / "seed0").mkdir()
+    for stem in ("nossl8", "ssl8"):
+        shutil.copy(onnx, tmp_path / "seed0" / f"{stem}.onnx")
+        shutil.copy(onnx.with_suffix(".json"), tmp_path / "seed0" / f"{stem}.json")
+    out = bench.bench_ablation_sets(bench.ablation_sets(tmp_path), {"disks": [_disks(False), _disks(True)]})
+    assert set(out) == {"fcmae on disks"}
+    row = out["fcmae on disks"]
+    assert row["aji_pretrained"] == row["aji_random_init"]
+    assert row["err_aji"] == 0.0 or math.isnan(row["err_aji"])
+
+
+def _ablation_parser():
+    from agent.commands import train
+
+    top = argparse.ArgumentParser()
+    train.register(top.add_subparsers(dest="cmd"))
+    return top
+
+
+def test_train_ablation_plans_every_arm_per_label_set(tmp_path):
+    from agent.commands.train import _ablation_runs
+
+    w = tmp_path / "mim_weights.npz"
+    w.write_bytes(b"")
+    args = _ablation_parser().parse_args(["train", "ablation", "--seeds", "3", "4", "--mim-weights", str(w)])
+    runs = _ablation_runs(args)
+    assert [(k, name) for k, name, _ in runs] == [(3, "nossl8"), (3, "ssl8"), (3, "mim8"), (4, "nossl8"), (4, "ssl8"), (4, "mim8")]
+    assert runs[0][2] == ["--encoder", "none"] and runs[2][2] == ["--encoder", "none", "--init-weights", str(w)]
+
+
+@pytest.mark.parametrize("argv, msg", [(["--steps", "0"], "--steps 0"), (["--seeds", "-2"], "--seeds -2"),
+                                       (["--mim-weights", "no/such.npz"], "--mim-weights no/such.npz")])
+def test_train_ablation_rejects_bad_options(argv, msg):
+    from agent.commands.train import _ablation_runs
+
+    args = _ablation_parser().parse_args(["train", "ablation", *argv])
+    with pytest.raises(ValueError, match=msg):
+        _ablation_runs(args)
