@@ -101,6 +101,15 @@ def _ablation_runs(args: argparse.Namespace) -> list[tuple[int, str, list[str]]]
     return [(k, name, extra) for k in args.seeds for name, extra in arms]
 
 
+def _check_kept(record, steps: int) -> None:
+    """Refuse to mix a kept fine-tuning of another length into the ablation."""
+    import json
+
+    done = json.loads(record.read_text()).get("train", {}).get("steps") if record.exists() else None
+    if done is not None and done != steps:
+        raise ValueError(f"{record}: fine-tuned for {done} steps, not --steps {steps}; use another --out")
+
+
 def _run_ablation(args: argparse.Namespace, segment: argparse.ArgumentParser) -> int:
     from pathlib import Path
 
@@ -108,6 +117,7 @@ def _run_ablation(args: argparse.Namespace, segment: argparse.ArgumentParser) ->
     for i, (k, name, extra) in enumerate(runs, 1):
         out = Path(args.out) / f"seed{k}"
         if (out / f"{name}.onnx").exists():
+            _check_kept(out / f"{name}.json", args.steps)
             print(f"[ablation {i}/{len(runs)}] {out / name}.onnx exists, kept", flush=True)
             continue
         print(f"[ablation {i}/{len(runs)}] label set {k}: {name}", flush=True)

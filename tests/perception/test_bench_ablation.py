@@ -89,3 +89,15 @@ def test_train_ablation_rejects_bad_options(argv, msg):
     args = _ablation_parser().parse_args(["train", "ablation", *argv])
     with pytest.raises(ValueError, match=msg):
         _ablation_runs(args)
+
+
+def test_train_ablation_refuses_to_keep_a_fine_tuning_of_another_length(tmp_path):
+    import json
+
+    from agent.commands.train import _check_kept
+
+    rec = tmp_path / "nossl8.json"
+    rec.write_text(json.dumps({"train": {"steps": 1500}}))
+    _check_kept(rec, 1500)
+    with pytest.raises(ValueError, match="1500 steps, not --steps 600"):
+        _check_kept(rec, 600)
