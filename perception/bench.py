@@ -295,7 +295,7 @@ def bench_ablation_sets(sets: dict[str, dict[str, Path]], test_sets: dict[str, l
             out[f"{arm} on {ts}"] = {
                 "err_aji": ma, "err_aji_se": sa, "err_f1": mf, "err_f1_se": sf, "n_label_sets": len(have),
                 "aji_pretrained": _mean(x["aji_plus"] for x in m), "aji_random_init": _mean(y["aji_plus"] for y in b),
-                "err_aji_per_set": " ".join(f"{ls}:{e:+.3f}" for ls, e in zip(have, e_aji))}
+                "err_aji_per_set": dict(zip(have, e_aji))}
     return out
 
 
@@ -521,6 +521,8 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
 
 
 def _fmt(v) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}:{_fmt(x)}" for k, x in v.items())
     if isinstance(v, float):
         return "nan" if math.isnan(v) else (f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}")
     return str(v)

@@ -89,4 +89,9 @@ def _perception(args: argparse.Namespace) -> int:
 
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else None
     result = run_perception_benchmark(sections=sections, quick=args.quick, ablation_dir=args.ablation_dir)
-    return _emit(result, format_table(result), args, "perception")
+    code = _emit(result, format_table(result), args, "perception")
+    if args.out and "skipped" not in result.get("ablation", {"skipped": ""}):
+        from perception.bench_plots import plot_ablation
+
+        print(f"wrote {plot_ablation(result['ablation'], Path(args.out) / 'ablation.png')}")
+    return code

@@ -45,6 +45,8 @@ def test_mean_and_standard_error_over_label_sets(monkeypatch):
     # ERR 0.3 on set a ((0.5-0.35)/0.5) and 0.2 on set b ((0.4-0.32)/0.4)
     assert row["err_aji"] == pytest.approx(0.25) and row["err_aji_se"] == pytest.approx(0.05)
     assert row["n_label_sets"] == 2 and row["aji_random_init"] == pytest.approx(0.55)
+    assert row["err_aji_per_set"] == pytest.approx({"a": 0.3, "b": 0.2})
+    assert "a:0.300 b:0.200" in bench.format_table({"ablation": out})
     mim = out["unet-mim on twin"]
     assert mim["n_label_sets"] == 1 and mim["err_aji"] == pytest.approx(-0.2) and math.isnan(mim["err_aji_se"])
 
@@ -101,3 +103,12 @@ def test_train_ablation_refuses_to_keep_a_fine_tuning_of_another_length(tmp_path
     _check_kept(rec, 1500)
     with pytest.raises(ValueError, match="1500 steps, not --steps 600"):
         _check_kept(rec, 600)
+
+
+def test_ablation_plot_is_written(tmp_path):
+    from perception.bench_plots import plot_ablation
+
+    rows = {"fcmae on twin": {"err_aji": 0.25, "err_aji_se": 0.05, "err_aji_per_set": {"a": 0.3, "b": 0.2}},
+            "unet-mim on twin": {"err_aji": -0.2, "err_aji_se": float("nan"), "err_aji_per_set": {"a": -0.2}}}
+    path = plot_ablation(rows, tmp_path / "ablation.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
