@@ -37,7 +37,9 @@ def _pretrain(sub) -> None:
     _arch_option(p)
     p.add_argument("--images", action="append", metavar="DIR", help="also pretrain on this folder (repeatable)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of --images (data bar)")
-    p.add_argument("--init", default=None, help="continue from these encoder weights (.npz)")
+    p.add_argument("--init", default=None,
+                   help="continue from these encoder weights (.npz); with --method unet also from the "
+                        "NAME_weights.npz of an earlier unet run (the whole U-Net)")
     p.add_argument("--method", choices=("fcmae", "unet"), default="fcmae",
                    help="fcmae: the encoder alone (sparse-conv emulation, 32-px patches); unet: the whole "
                         "U-Net reconstructs hidden 16-px patches and also writes NAME_weights.npz for "

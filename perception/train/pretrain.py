@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .convnext import FCMAE, NetConfig, UNetMIM, count_params
@@ -40,7 +41,7 @@ def pretrain_encoder(sampler, cfg: PretrainConfig, net: NetConfig | None = None,
     else:
         model = FCMAE(net, mask_ratio=cfg.mask_ratio, target_sigma_px=cfg.target_sigma_px)
     if encoder_init is not None:
-        load_state(_encoder(model), encoder_init)
+        load_state(_init_target(model, encoder_init), encoder_init)
     opt, sched = make_optimizer(model.parameters(), lr=cfg.lr, steps=cfg.steps, time_budget_s=cfg.time_budget_s)
     model.train()
 
@@ -54,6 +55,16 @@ def pretrain_encoder(sampler, cfg: PretrainConfig, net: NetConfig | None = None,
               "train": asdict(cfg), "params_encoder": count_params(_encoder(model)),
               "encoder_init": str(encoder_init) if encoder_init else None, **info}
     return model, record
+
+
+def _init_target(model: FCMAE | UNetMIM, path: str | Path):
+    """The module the weights in `path` belong to: for MIM, the whole U-Net when they are one
+    (`save_unet`, keys "encoder.*", "up16.*", ...), so a run continues another; else the encoder."""
+    if isinstance(model, UNetMIM):
+        with np.load(path) as z:
+            if any(k.startswith("encoder.") for k in z.files):
+                return model.unet
+    return _encoder(model)
 
 
 def _encoder(model: FCMAE | UNetMIM):

@@ -79,3 +79,23 @@ def test_pretrain_unet_method_writes_loadable_weights(tmp_path):
     load_state(UNet(TINY), path)  # strict: every U-Net weight is there
     with pytest.raises(ValueError, match="method"):
         pretrain_encoder(sampler, PretrainConfig(steps=1, batch=2, crop=64, method="simclr"), net=TINY)
+
+
+def test_pretrain_unet_continues_from_a_whole_unet(tmp_path):
+    import torch
+
+    from perception.train.data import UnlabelledSampler
+    from perception.train.pretrain import PretrainConfig, _init_target, pretrain_encoder, save_encoder, save_unet
+
+    rng = np.random.default_rng(0)
+    sampler = UnlabelledSampler([rng.random((96, 96)).astype(np.float32) for _ in range(3)], 64, rng)
+    first, _ = pretrain_encoder(sampler, PretrainConfig(steps=1, batch=2, crop=64, method="unet", seed=3), net=TINY)
+    whole, enc = save_unet(first, tmp_path / "w.npz"), save_encoder(first, tmp_path / "e.npz")
+    fresh = UNetMIM(TINY)
+    assert _init_target(fresh, whole) is fresh.unet and _init_target(fresh, enc) is fresh.unet.encoder
+    second, rec = pretrain_encoder(sampler, PretrainConfig(steps=0, batch=2, crop=64, method="unet"), net=TINY,
+                                   encoder_init=whole)
+    assert rec["steps_done"] == 0
+    a, b, c = first.unet.state_dict(), second.unet.state_dict(), UNetMIM(TINY).unet.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-2) for k in a)  # decoder too (float16 file)
+    assert not torch.allclose(a["up2.conv.weight"], c["up2.conv.weight"], atol=1e-2)  # other seed, other init
