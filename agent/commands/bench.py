@@ -90,8 +90,9 @@ def _perception(args: argparse.Namespace) -> int:
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else None
     result = run_perception_benchmark(sections=sections, quick=args.quick, ablation_dir=args.ablation_dir)
     code = _emit(result, format_table(result), args, "perception")
-    if args.out and "skipped" not in result.get("ablation", {"skipped": ""}):
+    ablation = result.get("ablation", {})
+    if args.out and ablation and "skipped" not in ablation:
         from perception.bench_plots import plot_ablation
 
-        print(f"wrote {plot_ablation(result['ablation'], Path(args.out) / 'ablation.png')}")
+        print(f"wrote {plot_ablation(ablation, Path(args.out) / 'ablation.png')}")
     return code

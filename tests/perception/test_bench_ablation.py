@@ -62,6 +62,8 @@ def test_identical_fine_tunings_reduce_no_error(tiny_model, tmp_path):
     row = out["fcmae on disks"]
     assert row["aji_pretrained"] == row["aji_random_init"]
     assert row["err_aji"] == 0.0 or math.isnan(row["err_aji"])
+    pair = bench.bench_ablation(onnx, onnx, scenes=[_disks(False)])
+    assert pair["with_ssl"]["aji_plus"] == pair["without_ssl"]["aji_plus"]
 
 
 def _ablation_parser():
