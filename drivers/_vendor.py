@@ -7,6 +7,7 @@
 - `InstrumentClock`: instrument seconds for a real microscope (monotonic wall clock since
   connect: a real instrument has no simulated clock).
 - `exposure`: electrons and areal dose of one frame when the vendor does not report them.
+- `disconnect_quietly`: drop an adapter's connections, ignoring errors of dead links.
 """
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ from .errors import (
 )
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19  # exact, SI 2019
+
+
+def disconnect_quietly(owner: object, attrs: tuple[str, ...], method: str) -> None:
+    """Set each attribute `attrs` of `owner` to None and call `method` on the connection it held
+    (closing a dead link is not an error, so what the SDK raises there is ignored)."""
+    for name in attrs:
+        link = getattr(owner, name, None)
+        setattr(owner, name, None)
+        if link is not None:
+            try:
+                getattr(link, method)()
+            except Exception:  # noqa: BLE001 - closing a dead link is not an error
+                pass
 
 
 class VendorSDKMissing(NotConnectedError, ImportError):

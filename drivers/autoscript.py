@@ -113,14 +113,7 @@ class AutoScriptMicroscope(Microscope):
         return client
 
     def close(self) -> None:
-        for name in ("_abort_client", "_client"):
-            client = getattr(self, name, None)
-            setattr(self, name, None)
-            if client is not None:
-                try:
-                    client.disconnect()
-                except Exception:  # noqa: BLE001 - closing a dead link is not an error
-                    pass
+        _vendor.disconnect_quietly(self, ("_abort_client", "_client"), "disconnect")
 
     def _call(self, what: str, abortable: bool = False) -> Any:
         return _vendor.vendor_call(what, self._aborted if abortable else None)

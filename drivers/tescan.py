@@ -118,14 +118,7 @@ class TescanMicroscope(Microscope):
             return sdk.Automation(self._host, self._port)
 
     def close(self) -> None:
-        for name in ("_abort_conn", "_conn"):
-            conn = getattr(self, name, None)
-            setattr(self, name, None)
-            if conn is not None:
-                try:
-                    conn.Disconnect()
-                except Exception:  # noqa: BLE001 - closing a dead link is not an error
-                    pass
+        _vendor.disconnect_quietly(self, ("_abort_conn", "_conn"), "Disconnect")
 
     def _call(self, what: str, abortable: bool = False) -> Any:
         return _vendor.vendor_call(what, self._aborted if abortable else None)
