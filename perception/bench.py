@@ -491,7 +491,7 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
                 if real_models is None:
                     real_models = dict(models)
                     adapted = Path("runs") / "adapted" / "segmenter_adapted.onnx"
-                    if adapted.exists():
+                    if adapted.exists() and all(Path(v).resolve() != adapted.resolve() for v in models.values()):
                         real_models["adapted (TiO2 folder)"] = adapted
                 out[s] = bench_real(real_models, real_limit)
             elif s == "autoscale":

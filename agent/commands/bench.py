@@ -36,9 +36,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated subset of twin, scenarios, real, autoscale, ablation, speed, restore, focus [all]")
     q.add_argument("--ablation-dir", default="runs/ablation", metavar="DIR",
                    help="the fine-tunings of `emtwin train ablation` scored by the ablation section [runs/ablation]")
+    q.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
+                   help="also score this segmenter .onnx (e.g. one written by `emtwin adapt`) next to the "
+                        "shipped one in the twin, scenarios, real and autoscale sections; repeatable")
     q.add_argument("--out", default=None)
     add_check_option(q)
     q.set_defaults(func=_perception)
+
+
+def parse_models(specs: list[str] | None) -> dict[str, Path] | None:
+    """{name: path} of `--model NAME=PATH` options (NAME defaults to the file's stem) after the
+    shipped "standard" segmenter; None without options. Missing or non-.onnx files and
+    repeated names are refused."""
+    if not specs:
+        return None
+    from perception._common import MODELS_DIR
+
+    models = {"standard": MODELS_DIR / "segmenter.onnx"}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name, path = (name.strip(), Path(path)) if sep else (Path(spec).stem, Path(spec))
+        if not name or name in models:
+            raise ValueError(f"--model {spec}: the name {name!r} is empty or taken (taken: {', '.join(models)})")
+        if path.suffix != ".onnx" or not path.is_file():
+            raise FileNotFoundError(f"--model {spec}: {path} is not an .onnx file")
+        models[name] = path
+    return models
 
 
 def _threads() -> None:
@@ -88,7 +111,9 @@ def _perception(args: argparse.Namespace) -> int:
     from perception.bench import format_table, run_perception_benchmark
 
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else None
-    result = run_perception_benchmark(sections=sections, quick=args.quick, ablation_dir=args.ablation_dir)
+    models = parse_models(args.model)
+    result = run_perception_benchmark(sections=sections, quick=args.quick, ablation_dir=args.ablation_dir,
+                                      models=models)
     code = _emit(result, format_table(result), args, "perception")
     ablation = result.get("ablation", {})
     if args.out and ablation and "skipped" not in ablation:

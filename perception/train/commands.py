@@ -55,7 +55,8 @@ def cmd_pretrain(args: argparse.Namespace) -> dict:
                          time_budget_s=args.time_budget_s,
                          target_sigma_px=getattr(args, "target_sigma_px", PretrainConfig.target_sigma_px),
                          method=getattr(args, "method", "fcmae"))
-    model, rec = pretrain_encoder(sampler, cfg, net=_arch(args), encoder_init=args.init)
+    net = (_record_net(args.init) if cfg.method == "unet" and args.init else None) or _arch(args)
+    model, rec = pretrain_encoder(sampler, cfg, net=net, encoder_init=args.init)
     rec["arch"] = getattr(args, "arch", "standard")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,24 +115,36 @@ def cmd_segment(args: argparse.Namespace) -> dict:
 
 
 def _arch(args: argparse.Namespace):
-    """The network config named by --arch (default "standard")."""
+    """The network config set by `adapt` (`args.net`: that of its starting weights), else the one
+    named by --arch (default "standard")."""
     from .convnext import arch_config
 
-    return arch_config(getattr(args, "arch", "standard"))
+    net = getattr(args, "net", None)
+    return net if net is not None else arch_config(getattr(args, "arch", "standard"))
+
+
+def _record_net(weights: str | Path):
+    """The `NetConfig` in the JSON record of U-Net weights (NAME_weights.npz -> NAME.json), or
+    None when there is no such record (then the weights are an encoder or of the default net)."""
+    import json
+
+    from .convnext import NetConfig
+
+    rec_path = Path(weights).with_name(Path(weights).name.replace("_weights.npz", ".json"))
+    if not str(weights).endswith("_weights.npz") or not rec_path.exists():
+        return None
+    net = json.loads(rec_path.read_text()).get("net")
+    return NetConfig.from_dict(net) if net else None
 
 
 def _warm_start(weights: str | None, encoder: str | None):
     """A U-Net with all weights from `weights` (.npz, config from its JSON), encoder from `encoder`."""
     if not weights:
         return None
-    import json
-
     from .convnext import NetConfig, UNet
     from .weights import load_state
 
-    rec_path = Path(weights).with_name(Path(weights).name.replace("_weights.npz", ".json"))
-    net = NetConfig.from_dict(json.loads(rec_path.read_text())["net"]) if rec_path.exists() else NetConfig()
-    model = load_state(UNet(net), weights)
+    model = load_state(UNet(_record_net(weights) or NetConfig()), weights)
     if encoder:
         load_state(model.encoder, encoder)
     return model
@@ -150,29 +163,44 @@ def cmd_focus(args: argparse.Namespace) -> dict:
 
 
 def cmd_adapt(args: argparse.Namespace) -> dict:
-    """Continue FCMAE on the user's folder, then fine-tune on twin labels; write `<name>.onnx`."""
+    """Continue self-supervised training on the user's folder, then fine-tune on twin labels;
+    write `<name>.onnx`. `args.method` "fcmae": FCMAE of the encoder (`args.encoder`), whose
+    result is swapped into the warm-start segmenter; "unet": masked-image modelling of the whole
+    warm-start segmenter, which the fine-tuning then continues from."""
     from .export import write_record
 
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    method = getattr(args, "method", "fcmae")
+    shipped = MODELS_DIR / "segmenter_weights.npz"
+    start = args.init_weights or (str(shipped) if shipped.exists() else None)
+    if method == "unet" and not start:
+        raise FileNotFoundError("adapt --method unet: no segmenter weights to start from (pass --init-weights)")
+    stem = f"{args.name}_encoder" if method == "fcmae" else f"{args.name}_mim"
+    if start:
+        from .convnext import NetConfig
+
+        args.net = _record_net(start) or NetConfig()
     pre = argparse.Namespace(**vars(args))
     pre.images = [args.folder]
     pre.n_scenes = args.n_unlabelled_scenes
-    pre.steps, pre.time_budget_s, pre.name, pre.lr = args.pretrain_steps, args.pretrain_budget_s, f"{args.name}_encoder", args.pretrain_lr
-    pre.init = args.encoder
+    pre.steps, pre.time_budget_s, pre.name, pre.lr = args.pretrain_steps, args.pretrain_budget_s, stem, args.pretrain_lr
+    pre.init = args.encoder if method == "fcmae" else start
+    pre.method = method
     pre.batch = 16
     rec_pre = cmd_pretrain(pre)
     seg = argparse.Namespace(**vars(args))
-    seg.encoder = str(out / f"{args.name}_encoder.npz")
     seg.steps, seg.time_budget_s, seg.lr = args.finetune_steps, args.finetune_budget_s, args.finetune_lr
     seg.max_labelled = 0
-    shipped = MODELS_DIR / "segmenter_weights.npz"
-    seg.init_weights = args.init_weights or (str(shipped) if shipped.exists() else None)
+    if method == "fcmae":
+        seg.encoder, seg.init_weights = str(out / f"{stem}.npz"), start
+    else:
+        seg.encoder, seg.init_weights = None, str(out / f"{stem}_weights.npz")
     rec_seg = cmd_segment(seg)
-    rec = {"kind": "adapted_segmenter", "command": _command_line(), "folder": str(args.folder),
+    rec = {"kind": "adapted_segmenter", "method": method, "command": _command_line(), "folder": str(args.folder),
            "pretrain": rec_pre, "finetune": rec_seg, "total_time_s": round(time.time() - t0, 1),
-           "files": rec_seg["files"] + [f"{args.name}_encoder.npz"]}
+           "files": rec_seg["files"] + rec_pre["files"]}
     write_record(out / f"{args.name}.json", rec)
     return rec
 

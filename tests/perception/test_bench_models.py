@@ -1,0 +1,35 @@
+"""`emtwin bench perception --model NAME=PATH`: score your own segmenter next to the shipped one."""
+import json
+
+import pytest
+
+from agent.commands.bench import parse_models
+
+
+def test_parse_models_names_and_defaults(tiny_model):
+    path = tiny_model[0]
+    assert parse_models(None) is None and parse_models([]) is None
+    models = parse_models([f"mine={path}"])
+    assert list(models) == ["standard", "mine"] and models["mine"] == path
+    assert list(parse_models([str(path)])) == ["standard", path.stem]
+
+
+@pytest.mark.parametrize("spec, words", [("standard={p}", "taken"), ("={p}", "empty"),
+                                          ("x={missing}", "not an .onnx"), ("x={json}", "not an .onnx")])
+def test_parse_models_refuses_bad_specs(tiny_model, spec, words):
+    p = tiny_model[0]
+    spec = spec.format(p=p, missing=p.with_name("nope.onnx"), json=p.with_suffix(".json"))
+    with pytest.raises((ValueError, FileNotFoundError), match=words):
+        parse_models([spec])
+
+
+def test_bench_scores_the_extra_model(tiny_model, tmp_path, capsys):
+    from agent.cli import main
+
+    out = tmp_path / "res"
+    assert main(["bench", "perception", "--quick", "--sections", "scenarios", "--model", f"mine={tiny_model[0]}",
+                 "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())["scenarios"]
+    assert {"standard", "mine"} <= set(res)
+    assert 0.0 <= res["mine"]["aji_plus"] <= 1.0 and res["standard"]["aji_plus"] > res["mine"]["aji_plus"]
+    assert "mine" in capsys.readouterr().out
