@@ -33,7 +33,7 @@ def _arch_option(p) -> None:
 
 def _pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="FCMAE masked-image pretraining of the ConvNeXt-V2 encoder")
-    _common(p, steps=2000, batch=16, crop=128, lr=1.5e-3, name="fcmae_encoder")
+    _common(p, steps=2000, batch=16, crop=128, lr=1.5e-3, name=None)
     _arch_option(p)
     p.add_argument("--images", action="append", metavar="DIR", help="also pretrain on this folder (repeatable)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="rows to drop at the bottom of --images (data bar)")
@@ -43,7 +43,8 @@ def _pretrain(sub) -> None:
     p.add_argument("--method", choices=("fcmae", "unet"), default="fcmae",
                    help="fcmae: the encoder alone (sparse-conv emulation, 32-px patches); unet: the whole "
                         "U-Net reconstructs hidden 16-px patches and also writes NAME_weights.npz for "
-                        "`train segment --init-weights` [fcmae]")
+                        "`train segment --init-weights` [fcmae]. Default --name: fcmae_encoder, or mim "
+                        "for unet")
     p.add_argument("--target-sigma-px", type=float, default=1.5,
                    help="Gaussian smoothing (px) of the reconstruction target; 0 = raw pixels [1.5]")
     p.set_defaults(func=_run("cmd_pretrain"))

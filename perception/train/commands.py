@@ -43,10 +43,15 @@ def _unlabelled_sampler(args, rng: np.random.Generator, crop: int):
     return MixedSampler(samplers, [0.5, 0.5], rng), len(gen) + len(real)
 
 
+PRETRAIN_NAMES = {"fcmae": "fcmae_encoder", "unet": "mim"}  # default artefact stem per --method
+
+
 def cmd_pretrain(args: argparse.Namespace) -> dict:
     from .export import write_record
     from .pretrain import PretrainConfig, pretrain_encoder, save_encoder, save_unet
 
+    if not args.name:  # a MIM run must not overwrite the shipped FCMAE encoder's files
+        args.name = PRETRAIN_NAMES[getattr(args, "method", "fcmae")]
     t0 = time.time()
     rng = np.random.default_rng(args.seed)
     sampler, n_images = _unlabelled_sampler(args, rng, args.crop)
@@ -205,7 +210,7 @@ def cmd_adapt(args: argparse.Namespace) -> dict:
     return rec
 
 
-def add_common(p: argparse.ArgumentParser, steps: int, batch: int, crop: int, lr: float, name: str) -> None:
+def add_common(p: argparse.ArgumentParser, steps: int, batch: int, crop: int, lr: float, name: str | None) -> None:
     p.add_argument("--data", choices=("twin", "synth", "mix", "scenarios"), default="mix",
                    help="labelled scene source (default mix: randomised twin + 30%% procedural "
                         "+ --scenario-fraction frames of the shipped scenarios)")
@@ -220,7 +225,7 @@ def add_common(p: argparse.ArgumentParser, steps: int, batch: int, crop: int, lr
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-budget-s", type=float, default=None, help="stop early after this wall time")
     p.add_argument("--out", default=str(MODELS_DIR), help="output folder (default perception/models)")
-    p.add_argument("--name", default=name, help=f"artefact stem (default {name})")
+    p.add_argument("--name", default=name, help=f"artefact stem (default {name or 'see --method'})")
     p.add_argument("--cache", default="runs/train_cache", help="cache folder for generated scenes")
 
 

@@ -72,3 +72,15 @@ def test_adapt_refuses_bad_options(start, tmp_path):
     assert main(_argv(folder, tmp_path / "missing_weights.npz", tmp_path)) == 2
     assert main(_argv(tmp_path / "no_such_dir", weights, tmp_path)) == 2
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_pretrain_unet_default_name_keeps_fcmae_files(start, tmp_path):
+    """`train pretrain --method unet` without --name writes mim*, never the FCMAE encoder's
+    file names (with the default --out those are the shipped fcmae_encoder.*)."""
+    from agent.cli import main
+
+    _, weights = start
+    assert main(["train", "pretrain", "--method", "unet", "--init", str(weights), "--data", "synth", "--n-scenes", "2",
+                 "--scene-px", "96", "--steps", "1", "--batch", "2", "--crop", "64", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mim.json", "mim.npz", "mim_weights.npz"]
+    assert json.loads((tmp_path / "mim.json").read_text())["net"]["dims"] == list(TINY.dims)
