@@ -56,10 +56,14 @@ def parse_models(specs: list[str] | None) -> dict[str, Path] | None:
     for spec in specs:
         name, sep, path = spec.partition("=")
         name, path = (name.strip(), Path(path)) if sep else (Path(spec).stem, Path(spec))
-        if not name or name in models:
-            raise ValueError(f"--model {spec}: the name {name!r} is empty or taken (taken: {', '.join(models)})")
-        if path.suffix != ".onnx" or not path.is_file():
-            raise FileNotFoundError(f"--model {spec}: {path} is not an .onnx file")
+        if not name:
+            raise ValueError(f"--model {spec}: empty name; use NAME=PATH or PATH")
+        if name in models:
+            raise ValueError(f"--model {spec}: the name {name!r} is taken (taken: {', '.join(models)})")
+        if not path.is_file():
+            raise FileNotFoundError(f"--model {spec}: {path}: no such file")
+        if path.suffix != ".onnx":
+            raise ValueError(f"--model {spec}: {path} is not an .onnx file")
         models[name] = path
     return models
 

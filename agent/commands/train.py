@@ -32,7 +32,7 @@ def _arch_option(p) -> None:
 
 
 def _pretrain(sub) -> None:
-    p = sub.add_parser("pretrain", help="FCMAE masked-image pretraining of the ConvNeXt-V2 encoder")
+    p = sub.add_parser("pretrain", help="self-supervised pretraining: FCMAE of the ConvNeXt-V2 encoder, or MIM of the whole U-Net")
     _common(p, steps=2000, batch=16, crop=128, lr=1.5e-3, name=None)
     _arch_option(p)
     p.add_argument("--images", action="append", metavar="DIR", help="also pretrain on this folder (repeatable)")

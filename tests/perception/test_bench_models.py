@@ -15,7 +15,7 @@ def test_parse_models_names_and_defaults(tiny_model):
 
 
 @pytest.mark.parametrize("spec, words", [("standard={p}", "taken"), ("={p}", "empty"),
-                                          ("x={missing}", "not an .onnx"), ("x={json}", "not an .onnx")])
+                                          ("x={missing}", "no such file"), ("x={json}", "not an .onnx")])
 def test_parse_models_refuses_bad_specs(tiny_model, spec, words):
     p = tiny_model[0]
     spec = spec.format(p=p, missing=p.with_name("nope.onnx"), json=p.with_suffix(".json"))
