@@ -58,6 +58,8 @@ def _segment(sub) -> argparse.ArgumentParser:
                    help="pretrained encoder .npz (default: perception/models/fcmae_encoder.npz if present; 'none' = random init)")
     p.add_argument("--max-labelled", type=int, default=0, help="use only the first N labelled scenes (ablation)")
     p.add_argument("--init-weights", default=None, help="warm-start the whole U-Net from these weights (.npz)")
+    p.add_argument("--encoder-lr-scale", type=float, default=None, metavar="F",
+                   help="encoder learning rate = F x --lr, F in (0, 1] [0.5 with a pretrained --encoder, else 1]")
     p.add_argument("--no-int8", action="store_true", help="skip the QDQ int8 export")
     p.add_argument("--label-min-snr", type=float, default=0.0,
                    help="drop labelled particles whose contrast SNR in their own frame is below this "

@@ -6,6 +6,7 @@ them: the full config, the seed, the command line and the wall time it took.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import time
@@ -86,6 +87,9 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
     if not 0.0 <= figure_p <= 1.0:  # before the minutes of data generation
         raise ValueError(f"--figure-aug = {figure_p!r}: must be a probability in [0, 1]")
+    scale = getattr(args, "encoder_lr_scale", None)
+    if scale is not None and not (math.isfinite(scale) and 0.0 < scale <= 1.0):
+        raise ValueError(f"--encoder-lr-scale {scale!r}: must be in (0, 1]")
     t0 = time.time()
     rng = np.random.default_rng(args.seed + 1)
     ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache,
@@ -99,7 +103,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     t_data = time.time() - t0
     sampler = LabelledSampler(ims, labs, args.crop, rng, figure_p=figure_p)
     cfg = SegTrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-                         time_budget_s=args.time_budget_s, int8=not args.no_int8)
+                         time_budget_s=args.time_budget_s, int8=not args.no_int8, encoder_lr_scale=scale)
     enc = None if args.encoder in (None, "none") else args.encoder
     model = _warm_start(getattr(args, "init_weights", None), enc)
     if model is not None and model.cfg != _arch(args):

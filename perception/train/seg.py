@@ -24,7 +24,7 @@ class SegTrainConfig:
     batch: int = 8
     crop: int = 128
     lr: float = 2e-3
-    encoder_lr_scale: float = 0.5
+    encoder_lr_scale: float | None = None  # None: 0.5 from an FCMAE encoder (encoder_init), else 1
     boundary_pos_weight: float = 3.0
     centre_weight: float = 2.0
     seed: int = 0
@@ -41,6 +41,14 @@ def seg_loss(logits: torch.Tensor, t: torch.Tensor, cfg: SegTrainConfig) -> torc
     return l_fg + l_bd + cfg.centre_weight * l_ct
 
 
+def encoder_lr_factor(cfg: SegTrainConfig, from_fcmae: bool) -> float:
+    """The encoder's learning rate over the decoder's: `cfg.encoder_lr_scale` when set, else
+    0.5 for an encoder starting from FCMAE weights and 1 otherwise."""
+    if cfg.encoder_lr_scale is not None:
+        return cfg.encoder_lr_scale
+    return 0.5 if from_fcmae else 1.0
+
+
 def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfig | None = None,
                     encoder_init: str | Path | None = None, model: UNet | None = None) -> tuple[UNet, dict]:
     """Train (or continue training `model`); return the model and a record of the run."""
@@ -53,7 +61,7 @@ def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfi
     enc = list(model.encoder.parameters())
     enc_ids = {id(p) for p in enc}
     rest = [p for p in model.parameters() if id(p) not in enc_ids]
-    lr_enc = cfg.lr * (cfg.encoder_lr_scale if encoder_init is not None else 1.0)
+    lr_enc = cfg.lr * encoder_lr_factor(cfg, encoder_init is not None)
     opt, sched = make_optimizer([{"params": enc, "lr": lr_enc}, {"params": rest, "lr": cfg.lr}],
                                 lr=cfg.lr, steps=cfg.steps, time_budget_s=cfg.time_budget_s)
     model.train()
