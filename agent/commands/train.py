@@ -6,6 +6,7 @@ command, time taken) so that the shipped models can be reproduced.
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def register(subparsers) -> None:
@@ -85,6 +86,9 @@ def _ablation(sub, segment: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", default=None, help="FCMAE encoder .npz [the shipped one]")
     p.add_argument("--mim-weights", default=None, metavar="NPZ",
                    help="U-Net weights of `train pretrain --method unet` (NAME_weights.npz) [no mim arm]")
+    p.add_argument("--pretrained-encoder-lr-scale", type=float, default=0.5, metavar="F",
+                   help="encoder learning rate of both pretrained arms as a share of the decoder's; random "
+                        "init keeps 1 [0.5]")
     p.add_argument("--out", default="runs/ablation", help="output folder [runs/ablation]")
     p.set_defaults(func=lambda args: _run_ablation(args, segment))
 
@@ -100,19 +104,36 @@ def _ablation_runs(args: argparse.Namespace) -> list[tuple[int, str, list[str]]]
     for name, path in (("--encoder", args.encoder), ("--mim-weights", args.mim_weights)):
         if path and not os.path.isfile(path):
             raise ValueError(f"{name} {path}: no such file")
-    arms = [("nossl8", ["--encoder", "none"]), ("ssl8", ["--encoder", args.encoder] if args.encoder else [])]
+    f = args.pretrained_encoder_lr_scale
+    if not (math.isfinite(f) and 0.0 < f <= 1.0):
+        raise ValueError(f"--pretrained-encoder-lr-scale {f!r}: must be in (0, 1]")
+    scale = ["--encoder-lr-scale", repr(f)]
+    arms = [("nossl8", ["--encoder", "none"]), ("ssl8", (["--encoder", args.encoder] if args.encoder else []) + scale)]
     if args.mim_weights:
-        arms.append(("mim8", ["--encoder", "none", "--init-weights", args.mim_weights]))
+        arms.append(("mim8", ["--encoder", "none", "--init-weights", args.mim_weights, *scale]))
     return [(k, name, extra) for k in args.seeds for name, extra in arms]
 
 
-def _check_kept(record, steps: int) -> None:
-    """Refuse to mix a kept fine-tuning of another length into the ablation."""
+def _check_kept(record, steps: int, encoder_lr_factor: float = 1.0) -> None:
+    """Refuse to mix a kept fine-tuning of another length or encoder learning rate into the
+    ablation. Records written before the factor was recorded had 0.5 with an FCMAE encoder
+    (`encoder_init`), else 1."""
     import json
 
-    done = json.loads(record.read_text()).get("train", {}).get("steps") if record.exists() else None
+    rec = json.loads(record.read_text()) if record.exists() else {}
+    done = rec.get("train", {}).get("steps")
     if done is not None and done != steps:
         raise ValueError(f"{record}: fine-tuned for {done} steps, not --steps {steps}; use another --out")
+    if not rec:
+        return
+    kept = rec.get("encoder_lr_factor", 0.5 if rec.get("encoder_init") else 1.0)
+    if abs(kept - encoder_lr_factor) > 1e-9:
+        raise ValueError(f"{record}: encoder learning-rate factor {kept:g}, not {encoder_lr_factor:g}; use another --out")
+
+
+def _arm_factor(extra: list[str]) -> float:
+    """The encoder learning-rate factor a fine-tuning's `train segment` arguments set."""
+    return float(extra[extra.index("--encoder-lr-scale") + 1]) if "--encoder-lr-scale" in extra else 1.0
 
 
 def _run_ablation(args: argparse.Namespace, segment: argparse.ArgumentParser) -> int:
@@ -122,7 +143,7 @@ def _run_ablation(args: argparse.Namespace, segment: argparse.ArgumentParser) ->
     for i, (k, name, extra) in enumerate(runs, 1):
         out = Path(args.out) / f"seed{k}"
         if (out / f"{name}.onnx").exists():
-            _check_kept(out / f"{name}.json", args.steps)
+            _check_kept(out / f"{name}.json", args.steps, _arm_factor(extra))
             print(f"[ablation {i}/{len(runs)}] {out / name}.onnx exists, kept", flush=True)
             continue
         print(f"[ablation {i}/{len(runs)}] label set {k}: {name}", flush=True)

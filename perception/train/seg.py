@@ -61,7 +61,8 @@ def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfi
     enc = list(model.encoder.parameters())
     enc_ids = {id(p) for p in enc}
     rest = [p for p in model.parameters() if id(p) not in enc_ids]
-    lr_enc = cfg.lr * encoder_lr_factor(cfg, encoder_init is not None)
+    factor = encoder_lr_factor(cfg, encoder_init is not None)
+    lr_enc = cfg.lr * factor
     opt, sched = make_optimizer([{"params": enc, "lr": lr_enc}, {"params": rest, "lr": cfg.lr}],
                                 lr=cfg.lr, steps=cfg.steps, time_budget_s=cfg.time_budget_s)
     model.train()
@@ -74,7 +75,7 @@ def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfi
     info = run_steps(cfg.steps, step, name="segment", time_budget_s=cfg.time_budget_s)
     model.eval()
     record = {"kind": "segmenter", "net": net.to_dict(), "train": asdict(cfg), "params": count_params(model),
-              "encoder_init": str(encoder_init) if encoder_init else None, **info}
+              "encoder_init": str(encoder_init) if encoder_init else None, "encoder_lr_factor": factor, **info}
     return model, record
 
 

@@ -75,18 +75,25 @@ def _ablation_parser():
 
 
 def test_train_ablation_plans_every_arm_per_label_set(tmp_path):
-    from agent.commands.train import _ablation_runs
+    from agent.commands.train import _ablation_runs, _arm_factor
 
     w = tmp_path / "mim_weights.npz"
     w.write_bytes(b"")
     args = _ablation_parser().parse_args(["train", "ablation", "--seeds", "3", "4", "--mim-weights", str(w)])
     runs = _ablation_runs(args)
     assert [(k, name) for k, name, _ in runs] == [(3, "nossl8"), (3, "ssl8"), (3, "mim8"), (4, "nossl8"), (4, "ssl8"), (4, "mim8")]
-    assert runs[0][2] == ["--encoder", "none"] and runs[2][2] == ["--encoder", "none", "--init-weights", str(w)]
+    assert runs[0][2] == ["--encoder", "none"]  # random init: the encoder learns at the full rate
+    assert runs[1][2] == ["--encoder-lr-scale", "0.5"]  # the shipped FCMAE encoder
+    assert runs[2][2] == ["--encoder", "none", "--init-weights", str(w), "--encoder-lr-scale", "0.5"]
+    args = _ablation_parser().parse_args(["train", "ablation", "--seeds", "0", "--mim-weights", str(w),
+                                          "--pretrained-encoder-lr-scale", "0.25"])
+    assert [_arm_factor(extra) for _, _, extra in _ablation_runs(args)] == [1.0, 0.25, 0.25]
 
 
 @pytest.mark.parametrize("argv, msg", [(["--steps", "0"], "--steps 0"), (["--seeds", "-2"], "--seeds -2"),
-                                       (["--mim-weights", "no/such.npz"], "--mim-weights no/such.npz")])
+                                       (["--mim-weights", "no/such.npz"], "--mim-weights no/such.npz"),
+                                       (["--pretrained-encoder-lr-scale", "0"], "--pretrained-encoder-lr-scale 0"),
+                                       (["--pretrained-encoder-lr-scale", "nan"], "--pretrained-encoder-lr-scale nan")])
 def test_train_ablation_rejects_bad_options(argv, msg):
     from agent.commands.train import _ablation_runs
 
@@ -105,6 +112,25 @@ def test_train_ablation_refuses_to_keep_a_fine_tuning_of_another_length(tmp_path
     _check_kept(rec, 1500)
     with pytest.raises(ValueError, match="1500 steps, not --steps 600"):
         _check_kept(rec, 600)
+
+
+def test_train_ablation_refuses_to_keep_a_fine_tuning_of_another_encoder_rate(tmp_path):
+    import json
+
+    from agent.commands.train import _check_kept
+
+    rec = tmp_path / "mim8.json"
+    rec.write_text(json.dumps({"train": {"steps": 600}, "encoder_lr_factor": 0.25}))
+    _check_kept(rec, 600, 0.25)
+    with pytest.raises(ValueError, match="factor 0.25, not 0.5"):
+        _check_kept(rec, 600, 0.5)
+    # older records: 0.5 from an FCMAE encoder, else 1
+    rec.write_text(json.dumps({"train": {"steps": 600, "encoder_lr_scale": 0.5}, "encoder_init": None}))
+    _check_kept(rec, 600, 1.0)
+    with pytest.raises(ValueError, match="factor 1, not 0.5"):
+        _check_kept(rec, 600, 0.5)
+    rec.write_text(json.dumps({"train": {"steps": 600, "encoder_lr_scale": 0.5}, "encoder_init": "enc.npz"}))
+    _check_kept(rec, 600, 0.5)
 
 
 def test_ablation_plot_is_written(tmp_path):

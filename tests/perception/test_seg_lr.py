@@ -35,7 +35,7 @@ def test_scale_slows_the_encoder_of_a_warm_started_unet():
         sampler = LabelledSampler(ims, labs, 64, np.random.default_rng(0))
         cfg = SegTrainConfig(steps=3, batch=2, crop=64, encoder_lr_scale=scale)
         model, rec = train_segmenter(sampler, cfg, net=TINY, model=copy.deepcopy(start))
-        assert rec["train"]["encoder_lr_scale"] == scale
+        assert rec["train"]["encoder_lr_scale"] == scale and rec["encoder_lr_factor"] == (scale or 1.0)
         moved[scale] = (_change(start.encoder, model.encoder), _change(start.up16, model.up16))
     assert moved[None][0] > 0 and moved[1e-3][1] > 0
     assert moved[1e-3][0] < 0.01 * moved[None][0]  # the encoder barely moves
