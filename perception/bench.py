@@ -44,6 +44,8 @@ from ._common import MODELS_DIR
 SECTIONS = ("twin", "scenarios", "real", "autoscale", "ablation", "speed", "restore", "focus")
 DATA_DIR = Path(os.environ.get("EMTWIN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TEST_SEED = 900_001  # held-out twin generator seed (training uses small seeds)
+DEV_SEED = TEST_SEED + 1000  # development split: for choosing hyper-parameters without the test sets
+DEV_SECTIONS = ("twin", "scenarios", "ablation")  # the sections that have a development split
 
 
 def _mean(xs) -> float:
@@ -99,11 +101,12 @@ def bench_twin(models: dict[str, Any], n: int = 24, scenes=None) -> dict:
     return {name: _seg_scores(scenes, Segmenter(path)) for name, path in models.items()}
 
 
-def scenario_test_frames(n: int = 36, shape=(512, 512), seed: int = TEST_SEED + 3):
-    """(image, labels, true diameter px per label) of scenario frames on test seeds."""
+def scenario_test_frames(n: int = 36, shape=(512, 512), seed: int = TEST_SEED + 3, specimens: str = "test"):
+    """(image, labels, true diameter px per label) of scenario frames on the scenarios' test
+    seeds (`specimens` "test"), or on their train seeds ("train": the development split)."""
     from .train.twin_data import ScenarioFrameGenerator
 
-    gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="test")
+    gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split=specimens)
     return [gen.labelled_frame_sizes() for _ in range(n)]
 
 
@@ -461,8 +464,13 @@ def bench_focus(n: int = 30, model: str | Path | None = None, shape=(256, 256), 
 def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: int = 24, real_limit: int | None = None,
                              models: dict[str, Any] | None = None, real_models: dict[str, Any] | None = None,
                              ablation_dir: str | Path = "runs/ablation", n_restore: int = 12, n_focus: int = 200,
-                             n_scen: int = 36, quick: bool = False) -> dict:
+                             n_scen: int = 36, quick: bool = False, split: str = "test") -> dict:
     """Run the chosen sections (default: all); return a nested dict of figures.
+
+    split: "test" (held-out seeds), or "dev" for sections twin, scenarios and ablation: twin
+    scenes of generator seed DEV_SEED and scenario frames of the scenarios' train seeds, to
+    choose hyper-parameters on without looking at the test sets (the shipped segmenter was
+    trained on frames of those train seeds, so its dev scenario figures are optimistic).
 
     models / real_models: {name: onnx path} of segmenters to score (default: the shipped one;
     real_models also picks up runs/adapted/segmenter_adapted.onnx when present). ablation_dir:
@@ -471,22 +479,28 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
     """
     if quick:
         n_twin, real_limit, n_restore, n_focus, n_scen = 6, 15, 4, 8, 6
-    sections = tuple(sections or SECTIONS)
+    if split not in ("test", "dev"):
+        raise ValueError(f"split = {split!r}: must be 'test' or 'dev'")
+    sections = tuple(sections or (SECTIONS if split == "test" else DEV_SECTIONS))
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         raise ValueError(f"sections = {bad}: must be among {', '.join(SECTIONS)}")
+    if split == "dev" and (bad := [s for s in sections if s not in DEV_SECTIONS]):
+        raise ValueError(f"sections = {bad}: split 'dev' exists only for {', '.join(DEV_SECTIONS)}")
+    seed = TEST_SEED if split == "test" else DEV_SEED
+    specimens = "test" if split == "test" else "train"
     models = models or {"standard": MODELS_DIR / "segmenter.onnx"}
     models = {k: v for k, v in models.items() if Path(v).exists()}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"split": split}
     scenes = None
     for s in sections:
         t0 = time.time()
         try:
             if s == "twin":
-                scenes = scenes or twin_test_scenes(n_twin)
+                scenes = scenes or twin_test_scenes(n_twin, seed=seed)
                 out[s] = bench_twin(models, scenes=scenes)
             elif s == "scenarios":
-                out[s] = bench_scenarios(models, n=n_scen)
+                out[s] = bench_scenarios(models, frames=scenario_test_frames(n_scen, seed=seed + 3, specimens=specimens))
             elif s == "real":
                 if real_models is None:
                     real_models = dict(models)
@@ -501,8 +515,8 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
                 if not sets:
                     out[s] = {"skipped": f"no ablation models in {ablation_dir} (run `emtwin train ablation`)"}
                 else:
-                    scenes = scenes or twin_test_scenes(n_twin)
-                    frames = [f[:2] for f in scenario_test_frames(n_scen)]
+                    scenes = scenes or twin_test_scenes(n_twin, seed=seed)
+                    frames = [f[:2] for f in scenario_test_frames(n_scen, seed=seed + 3, specimens=specimens)]
                     out[s] = bench_ablation_sets(sets, {"twin": scenes, "scenarios": frames})
             elif s == "speed":
                 out[s] = bench_speed()
@@ -533,6 +547,9 @@ def format_table(d: dict) -> str:
     lines = []
     for section, body in d.items():
         if section == "wall_time_s":
+            continue
+        if section == "split":
+            lines.append(f"(split: {body})")
             continue
         lines.append(f"== {section} ({d.get('wall_time_s', {}).get(section, '?')} s)")
         if not isinstance(body, dict):

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated subset of twin, scenarios, real, autoscale, ablation, speed, restore, focus [all]")
     q.add_argument("--ablation-dir", default="runs/ablation", metavar="DIR",
                    help="the fine-tunings of `emtwin train ablation` scored by the ablation section [runs/ablation]")
+    q.add_argument("--split", choices=("test", "dev"), default="test",
+                   help="test: the held-out seeds; dev: other seeds, for choosing hyper-parameters without "
+                        "the test sets (sections twin, scenarios, ablation only; their default) [test]")
     q.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
                    help="also score this segmenter .onnx (e.g. one written by `emtwin adapt`) next to the "
                         "shipped one in the twin, scenarios, real and autoscale sections; repeatable")
@@ -115,9 +118,11 @@ def _perception(args: argparse.Namespace) -> int:
     from perception.bench import format_table, run_perception_benchmark
 
     sections = tuple(x.strip() for x in args.sections.split(",") if x.strip()) if args.sections else None
+    if args.split == "dev" and getattr(args, "check", None):
+        raise ValueError("--check with --split dev: thresholds hold for the test split only")
     models = parse_models(args.model)
     result = run_perception_benchmark(sections=sections, quick=args.quick, ablation_dir=args.ablation_dir,
-                                      models=models)
+                                      models=models, split=args.split)
     code = _emit(result, format_table(result), args, "perception")
     ablation = result.get("ablation", {})
     if args.out and ablation and "skipped" not in ablation:
