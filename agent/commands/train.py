@@ -6,7 +6,6 @@ command, time taken) so that the shipped models can be reproduced.
 from __future__ import annotations
 
 import argparse
-import math
 
 
 def register(subparsers) -> None:
@@ -104,10 +103,9 @@ def _ablation_runs(args: argparse.Namespace) -> list[tuple[int, str, list[str]]]
     for name, path in (("--encoder", args.encoder), ("--mim-weights", args.mim_weights)):
         if path and not os.path.isfile(path):
             raise ValueError(f"{name} {path}: no such file")
-    f = args.pretrained_encoder_lr_scale
-    if not (math.isfinite(f) and 0.0 < f <= 1.0):
-        raise ValueError(f"--pretrained-encoder-lr-scale {f!r}: must be in (0, 1]")
-    scale = ["--encoder-lr-scale", repr(f)]
+    from perception.train.seg import check_lr_scale
+
+    scale = ["--encoder-lr-scale", repr(check_lr_scale("--pretrained-encoder-lr-scale", args.pretrained_encoder_lr_scale))]
     arms = [("nossl8", ["--encoder", "none"]), ("ssl8", (["--encoder", args.encoder] if args.encoder else []) + scale)]
     if args.mim_weights:
         arms.append(("mim8", ["--encoder", "none", "--init-weights", args.mim_weights, *scale]))

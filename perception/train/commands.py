@@ -6,7 +6,6 @@ them: the full config, the seed, the command line and the wall time it took.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
@@ -81,15 +80,15 @@ def cmd_pretrain(args: argparse.Namespace) -> dict:
 
 def cmd_segment(args: argparse.Namespace) -> dict:
     from .data import LabelledSampler
-    from .seg import SegTrainConfig, calibration_batches, export_segmenter, train_segmenter
+    from .seg import SegTrainConfig, calibration_batches, check_lr_scale, export_segmenter, train_segmenter
     from .sources import labelled_scenes, visible_labels
 
     figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
     if not 0.0 <= figure_p <= 1.0:  # before the minutes of data generation
         raise ValueError(f"--figure-aug = {figure_p!r}: must be a probability in [0, 1]")
     scale = getattr(args, "encoder_lr_scale", None)
-    if scale is not None and not (math.isfinite(scale) and 0.0 < scale <= 1.0):
-        raise ValueError(f"--encoder-lr-scale {scale!r}: must be in (0, 1]")
+    if scale is not None:
+        check_lr_scale("--encoder-lr-scale", scale)
     t0 = time.time()
     rng = np.random.default_rng(args.seed + 1)
     ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache,

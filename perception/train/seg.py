@@ -1,6 +1,7 @@
 """Fine-tune the ConvNeXt-V2 U-Net segmenter on labelled scenes; export ONNX (+ QDQ int8)."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +40,13 @@ def seg_loss(logits: torch.Tensor, t: torch.Tensor, cfg: SegTrainConfig) -> torc
     l_bd = F.binary_cross_entropy_with_logits(logits[:, 1], t[:, 1], pos_weight=pw)
     l_ct = F.binary_cross_entropy_with_logits(logits[:, 2], t[:, 2])
     return l_fg + l_bd + cfg.centre_weight * l_ct
+
+
+def check_lr_scale(option: str, value: float) -> float:
+    """`value` if it is a learning-rate factor in (0, 1], else a ValueError naming `option`."""
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise ValueError(f"{option} {value!r}: must be in (0, 1]")
+    return value
 
 
 def encoder_lr_factor(cfg: SegTrainConfig, from_fcmae: bool) -> float:
