@@ -75,8 +75,8 @@ def _ablation(sub, segment: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ablation", help="the SSL ablation's fine-tunings: per label set, 8 labelled twin "
                                         "scenes fine-tuned from random init and from each pretraining",
                        description="For each --seeds label set (8 randomised twin scenes), `train segment` "
-                                   "from random init (nossl8), from the FCMAE encoder (ssl8) and, with "
-                                   "--mim-weights, from whole-U-Net masked-image-modelling weights (mim8), "
+                                   "from random init (nossl8), from the FCMAE encoder (ssl8) and from whole-U-Net "
+                                   "masked-image-modelling weights (mim8; --mim-weights, by default the shipped ones), "
                                    "into OUT/seedK/. Models already there are kept. Score them with "
                                    "`emtwin bench perception --sections ablation --ablation-dir OUT`.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], metavar="K",
@@ -84,7 +84,8 @@ def _ablation(sub, segment: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=600, help="fine-tuning steps per model [600]")
     p.add_argument("--encoder", default=None, help="FCMAE encoder .npz [the shipped one]")
     p.add_argument("--mim-weights", default=None, metavar="NPZ",
-                   help="U-Net weights of `train pretrain --method unet` (NAME_weights.npz) [no mim arm]")
+                   help="U-Net weights of `train pretrain --method unet` (NAME_weights.npz), or 'none' for no "
+                        "mim arm [the shipped perception/models/mim_weights.npz if present]")
     p.add_argument("--pretrained-encoder-lr-scale", type=float, default=0.5, metavar="F",
                    help="encoder learning rate of both pretrained arms as a share of the decoder's; random "
                         "init keeps 1 [0.5]")
@@ -100,16 +101,28 @@ def _ablation_runs(args: argparse.Namespace) -> list[tuple[int, str, list[str]]]
         raise ValueError(f"--steps {args.steps}: must be > 0")
     if min(args.seeds) < 0:
         raise ValueError(f"--seeds {min(args.seeds)}: must be >= 0")
-    for name, path in (("--encoder", args.encoder), ("--mim-weights", args.mim_weights)):
+    mim = _mim_weights(args.mim_weights)
+    for name, path in (("--encoder", args.encoder), ("--mim-weights", mim)):
         if path and not os.path.isfile(path):
             raise ValueError(f"{name} {path}: no such file")
     from perception.train.seg import check_lr_scale
 
     scale = ["--encoder-lr-scale", repr(check_lr_scale("--pretrained-encoder-lr-scale", args.pretrained_encoder_lr_scale))]
     arms = [("nossl8", ["--encoder", "none"]), ("ssl8", (["--encoder", args.encoder] if args.encoder else []) + scale)]
-    if args.mim_weights:
-        arms.append(("mim8", ["--encoder", "none", "--init-weights", args.mim_weights, *scale]))
+    if mim:
+        arms.append(("mim8", ["--encoder", "none", "--init-weights", mim, *scale]))
     return [(k, name, extra) for k in args.seeds for name, extra in arms]
+
+
+def _mim_weights(option: str | None) -> str | None:
+    """The MIM arm's starting weights: `option`, None for 'none', or by default the shipped
+    checkpoint (perception/models/mim_weights.npz) when there is one."""
+    if option is not None:
+        return None if option.lower() == "none" else option
+    from perception._common import MODELS_DIR
+
+    shipped = MODELS_DIR / "mim_weights.npz"
+    return str(shipped) if shipped.exists() else None
 
 
 def _check_kept(record, steps: int, encoder_lr_factor: float = 1.0) -> None:

@@ -63,6 +63,7 @@ def cmd_pretrain(args: argparse.Namespace) -> dict:
     net = (_record_net(args.init) if cfg.method == "unet" and args.init else None) or _arch(args)
     model, rec = pretrain_encoder(sampler, cfg, net=net, encoder_init=args.init)
     rec["arch"] = getattr(args, "arch", "standard")
+    rec.update(_cumulative(args.init, rec))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_encoder(model, out / f"{args.name}.npz")
@@ -131,17 +132,32 @@ def _arch(args: argparse.Namespace):
     return net if net is not None else arch_config(getattr(args, "arch", "standard"))
 
 
+def _cumulative(init: str | Path | None, rec: dict) -> dict:
+    """Totals over a chain of pretraining runs, each continuing the last (`--init`): steps and
+    training time (s), from this run's record and the starting weights' record (NAME.json next
+    to NAME.npz or NAME_weights.npz), if it has one."""
+    prev = _weights_record(init) if init else {}
+    return {"steps_total": int(prev.get("steps_total", prev.get("steps_done", 0))) + int(rec["steps_done"]),
+            "train_time_total_s": round(float(prev.get("train_time_total_s", prev.get("train_time_s", 0.0)))
+                                        + float(rec["train_time_s"]), 1)}
+
+
+def _weights_record(weights: str | Path) -> dict:
+    """The JSON record written next to weights NAME.npz or NAME_weights.npz ({} if none)."""
+    import json
+
+    name = Path(weights).name
+    stem = name[:-len("_weights.npz")] if name.endswith("_weights.npz") else Path(weights).stem
+    path = Path(weights).with_name(stem + ".json")
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _record_net(weights: str | Path):
     """The `NetConfig` in the JSON record of U-Net weights (NAME_weights.npz -> NAME.json), or
     None when there is no such record (then the weights are an encoder or of the default net)."""
-    import json
-
     from .convnext import NetConfig
 
-    rec_path = Path(weights).with_name(Path(weights).name.replace("_weights.npz", ".json"))
-    if not str(weights).endswith("_weights.npz") or not rec_path.exists():
-        return None
-    net = json.loads(rec_path.read_text()).get("net")
+    net = _weights_record(weights).get("net") if str(weights).endswith("_weights.npz") else None
     return NetConfig.from_dict(net) if net else None
 
 

@@ -84,3 +84,19 @@ def test_pretrain_unet_default_name_keeps_fcmae_files(start, tmp_path):
                  "--scene-px", "96", "--steps", "1", "--batch", "2", "--crop", "64", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mim.json", "mim.npz", "mim_weights.npz"]
     assert json.loads((tmp_path / "mim.json").read_text())["net"]["dims"] == list(TINY.dims)
+
+
+def test_pretrain_records_totals_over_a_chain_of_runs(start, tmp_path):
+    """A run continuing another (`--init`) records the steps and training time of the chain."""
+    from agent.cli import main
+
+    _, weights = start
+    argv = ["train", "pretrain", "--method", "unet", "--data", "synth", "--n-scenes", "2", "--scene-px", "96",
+            "--steps", "2", "--batch", "2", "--crop", "64"]
+    assert main([*argv, "--init", str(weights), "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "mim.json").read_text())
+    assert first["steps_total"] == 2  # tiny.json has no steps: the chain starts here
+    assert main([*argv, "--init", str(tmp_path / "a" / "mim_weights.npz"), "--out", str(tmp_path / "b")]) == 0
+    second = json.loads((tmp_path / "b" / "mim.json").read_text())
+    assert second["steps_done"] == 2 and second["steps_total"] == 4
+    assert second["train_time_total_s"] == pytest.approx(first["train_time_s"] + second["train_time_s"], abs=0.11)

@@ -140,3 +140,16 @@ def test_ablation_plot_is_written(tmp_path):
             "unet-mim on twin": {"err_aji": -0.2, "err_aji_se": float("nan"), "err_aji_per_set": {"a": -0.2}}}
     path = plot_ablation(rows, tmp_path / "ablation.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_train_ablation_mim_arm_defaults_to_the_shipped_checkpoint(tmp_path, monkeypatch):
+    import perception._common as common
+    from agent.commands.train import _ablation_runs
+
+    monkeypatch.setattr(common, "MODELS_DIR", tmp_path)
+    names = lambda argv: [n for _, n, _ in _ablation_runs(_ablation_parser().parse_args(["train", "ablation", "--seeds", "0", *argv]))]  # noqa: E731
+    assert names([]) == ["nossl8", "ssl8"]  # nothing shipped: no mim arm
+    (tmp_path / "mim_weights.npz").write_bytes(b"")
+    runs = _ablation_runs(_ablation_parser().parse_args(["train", "ablation", "--seeds", "0"]))
+    assert runs[-1][1] == "mim8" and str(tmp_path / "mim_weights.npz") in runs[-1][2]
+    assert names(["--mim-weights", "none"]) == ["nossl8", "ssl8"]
