@@ -125,10 +125,11 @@ def _mim_weights(option: str | None) -> str | None:
     return str(shipped) if shipped.exists() else None
 
 
-def _check_kept(record, steps: int, encoder_lr_factor: float = 1.0) -> None:
-    """Refuse to mix a kept fine-tuning of another length or encoder learning rate into the
-    ablation. Records written before the factor was recorded had 0.5 with an FCMAE encoder
-    (`encoder_init`), else 1."""
+def _check_kept(record, steps: int, encoder_lr_factor: float = 1.0, init_weights: str | None = None) -> None:
+    """Refuse to mix a kept fine-tuning of another length, encoder learning rate or starting
+    weights (by content: the shipped MIM checkpoint is updated in place) into the ablation.
+    Records written before the factor was recorded had 0.5 with an FCMAE encoder
+    (`encoder_init`), else 1; those without a weights hash are not checked for it."""
     import json
 
     rec = json.loads(record.read_text()) if record.exists() else {}
@@ -140,6 +141,12 @@ def _check_kept(record, steps: int, encoder_lr_factor: float = 1.0) -> None:
     kept = rec.get("encoder_lr_factor", 0.5 if rec.get("encoder_init") else 1.0)
     if abs(kept - encoder_lr_factor) > 1e-9:
         raise ValueError(f"{record}: encoder learning-rate factor {kept:g}, not {encoder_lr_factor:g}; use another --out")
+    sha = rec.get("init_weights_sha256")
+    if init_weights and sha:
+        from perception.train.commands import file_sha256
+
+        if sha != file_sha256(init_weights):
+            raise ValueError(f"{record}: fine-tuned from other weights than {init_weights}; use another --out")
 
 
 def _arm_factor(extra: list[str]) -> float:
@@ -154,7 +161,8 @@ def _run_ablation(args: argparse.Namespace, segment: argparse.ArgumentParser) ->
     for i, (k, name, extra) in enumerate(runs, 1):
         out = Path(args.out) / f"seed{k}"
         if (out / f"{name}.onnx").exists():
-            _check_kept(out / f"{name}.json", args.steps, _arm_factor(extra))
+            init = extra[extra.index("--init-weights") + 1] if "--init-weights" in extra else None
+            _check_kept(out / f"{name}.json", args.steps, _arm_factor(extra), init)
             print(f"[ablation {i}/{len(runs)}] {out / name}.onnx exists, kept", flush=True)
             continue
         print(f"[ablation {i}/{len(runs)}] label set {k}: {name}", flush=True)

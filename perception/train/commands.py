@@ -111,6 +111,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     model, rec = train_segmenter(sampler, cfg, net=_arch(args), encoder_init=enc, model=model)
     rec["arch"] = getattr(args, "arch", "standard")
     rec["init_weights"] = getattr(args, "init_weights", None)
+    rec["init_weights_sha256"] = file_sha256(rec["init_weights"]) if rec["init_weights"] else None
     rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
                label_min_snr=k, figure_aug=figure_p, n_scenes=len(ims), scene_px=args.scene_px,
                data_time_s=round(t_data, 1))
@@ -132,6 +133,13 @@ def _arch(args: argparse.Namespace):
     return net if net is not None else arch_config(getattr(args, "arch", "standard"))
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (weights that are updated in place keep their path)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _cumulative(init: str | Path | None, rec: dict) -> dict:
     """Totals over a chain of pretraining runs, each continuing the last (`--init`): steps and
     training time (s), from this run's record and the starting weights' record (NAME.json next
@@ -149,7 +157,10 @@ def _weights_record(weights: str | Path) -> dict:
     name = Path(weights).name
     stem = name[:-len("_weights.npz")] if name.endswith("_weights.npz") else Path(weights).stem
     path = Path(weights).with_name(stem + ".json")
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the record of {name} is not valid JSON ({exc.msg})") from None
 
 
 def _record_net(weights: str | Path):

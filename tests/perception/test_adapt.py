@@ -100,3 +100,12 @@ def test_pretrain_records_totals_over_a_chain_of_runs(start, tmp_path):
     second = json.loads((tmp_path / "b" / "mim.json").read_text())
     assert second["steps_done"] == 2 and second["steps_total"] == 4
     assert second["train_time_total_s"] == pytest.approx(first["train_time_s"] + second["train_time_s"], abs=0.11)
+
+
+def test_a_malformed_weights_record_is_named(tmp_path):
+    from perception.train.commands import _weights_record
+
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(ValueError, match="x.json: the record of x_weights.npz is not valid JSON"):
+        _weights_record(tmp_path / "x_weights.npz")
+    assert _weights_record(tmp_path / "missing_weights.npz") == {}

@@ -147,9 +147,29 @@ def test_train_ablation_mim_arm_defaults_to_the_shipped_checkpoint(tmp_path, mon
     from agent.commands.train import _ablation_runs
 
     monkeypatch.setattr(common, "MODELS_DIR", tmp_path)
-    names = lambda argv: [n for _, n, _ in _ablation_runs(_ablation_parser().parse_args(["train", "ablation", "--seeds", "0", *argv]))]  # noqa: E731
+
+    def names(argv):
+        return [n for _, n, _ in _ablation_runs(_ablation_parser().parse_args(["train", "ablation", "--seeds", "0", *argv]))]
+
     assert names([]) == ["nossl8", "ssl8"]  # nothing shipped: no mim arm
     (tmp_path / "mim_weights.npz").write_bytes(b"")
     runs = _ablation_runs(_ablation_parser().parse_args(["train", "ablation", "--seeds", "0"]))
     assert runs[-1][1] == "mim8" and str(tmp_path / "mim_weights.npz") in runs[-1][2]
     assert names(["--mim-weights", "none"]) == ["nossl8", "ssl8"]
+
+
+def test_train_ablation_refuses_a_fine_tuning_from_other_weights(tmp_path):
+    """The shipped MIM checkpoint keeps its path when it is continued: compare by content."""
+    import json
+
+    from agent.commands.train import _check_kept
+    from perception.train.commands import file_sha256
+
+    w = tmp_path / "mim_weights.npz"
+    w.write_bytes(b"old")
+    rec = tmp_path / "mim8.json"
+    rec.write_text(json.dumps({"train": {"steps": 600}, "encoder_lr_factor": 0.5, "init_weights_sha256": file_sha256(w)}))
+    _check_kept(rec, 600, 0.5, str(w))
+    w.write_bytes(b"new")
+    with pytest.raises(ValueError, match="other weights"):
+        _check_kept(rec, 600, 0.5, str(w))
