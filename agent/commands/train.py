@@ -26,9 +26,11 @@ def _common(p, **kw):
 
 
 def _arch_option(p) -> None:
-    p.add_argument("--arch", choices=("standard", "fast"), default="standard",
-                   help="network size: standard (the shipped segmenter) or fast (~3x less compute, no GRN, "
-                        "so one pass per frame; not shipped: far less accurate, see docs/perception.md) [standard]")
+    p.add_argument("--arch", choices=("standard", "fast", "lite"), default="standard",
+                   help="network size: standard (the shipped segmenter); fast (~3x less compute, no GRN, "
+                        "so one pass per frame; far less accurate); lite (as cheap as fast, with GRN and a "
+                        "depthwise-separable decoder; for --teacher distillation). fast and lite are not "
+                        "shipped, see docs/perception.md [standard]")
 
 
 def _pretrain(sub) -> None:
@@ -61,6 +63,13 @@ def _segment(sub) -> argparse.ArgumentParser:
     p.add_argument("--encoder-lr-scale", type=float, default=None, metavar="F",
                    help="encoder learning rate = F x --lr, F in (0, 1] [0.5 with a pretrained --encoder, else 1]")
     p.add_argument("--no-int8", action="store_true", help="skip the QDQ int8 export")
+    p.add_argument("--teacher", default=None, metavar="NPZ",
+                   help="distil from these U-Net weights (NAME_weights.npz with its NAME.json, e.g. "
+                        "perception/models/segmenter_weights.npz): the teacher's maps on each training crop "
+                        "become soft targets next to the labels [none]")
+    p.add_argument("--distil-weight", type=float, default=0.5, metavar="A",
+                   help="with --teacher, loss = (1 - A) x label loss + A x loss against the teacher's maps, "
+                        "A in [0, 1] [0.5]")
     p.add_argument("--label-min-snr", type=float, default=0.0,
                    help="drop labelled particles whose contrast SNR in their own frame is below this "
                         "(Rose criterion; 5 = only particles a person could see) [0 = keep all]")

@@ -90,6 +90,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     scale = getattr(args, "encoder_lr_scale", None)
     if scale is not None:
         check_lr_scale("--encoder-lr-scale", scale)
+    teacher_path, alpha = _teacher_options(args)
     t0 = time.time()
     rng = np.random.default_rng(args.seed + 1)
     ims, labs = labelled_scenes(args.data, args.n_scenes, args.seed, (args.scene_px, args.scene_px), args.cache,
@@ -108,8 +109,13 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     model = _warm_start(getattr(args, "init_weights", None), enc)
     if model is not None and model.cfg != _arch(args):
         raise ValueError(f"--init-weights {args.init_weights}: its network is not --arch {getattr(args, 'arch', 'standard')}")
-    model, rec = train_segmenter(sampler, cfg, net=_arch(args), encoder_init=enc, model=model)
+    teacher = _warm_start(teacher_path, None)
+    model, rec = train_segmenter(sampler, cfg, net=_arch(args), encoder_init=enc, model=model,
+                                 teacher=teacher, distil_weight=alpha)
     rec["arch"] = getattr(args, "arch", "standard")
+    rec["teacher"] = teacher_path
+    rec["teacher_sha256"] = file_sha256(teacher_path) if teacher_path else None
+    rec["distil_weight"] = alpha if teacher_path else None
     rec["init_weights"] = getattr(args, "init_weights", None)
     rec["init_weights_sha256"] = file_sha256(rec["init_weights"]) if rec["init_weights"] else None
     rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
@@ -122,6 +128,22 @@ def cmd_segment(args: argparse.Namespace) -> dict:
 
     write_record(Path(args.out) / f"{args.name}.json", rec)
     return rec
+
+
+def _teacher_options(args: argparse.Namespace) -> tuple[str | None, float]:
+    """(--teacher path or None, --distil-weight), checked before any data is generated."""
+    import math
+
+    path = getattr(args, "teacher", None)
+    alpha = getattr(args, "distil_weight", 0.5)
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"--distil-weight {alpha!r}: must be in [0, 1]")
+    if path is not None:
+        if not Path(path).is_file():
+            raise ValueError(f"--teacher {path}: no such file (U-Net weights NAME_weights.npz)")
+        if not path.endswith("_weights.npz"):
+            raise ValueError(f"--teacher {path}: must be U-Net weights NAME_weights.npz (next to NAME.json)")
+    return path, float(alpha)
 
 
 def _arch(args: argparse.Namespace):

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..focus import RING_EDGES, feature_layout, focus_features, symmetry_group
+from .cache import load_npz, save_npz
 from .export import _inline_external, write_record
 from .loop import apply_step, make_optimizer, run_steps, seed_everything
 
@@ -215,8 +216,8 @@ def cached_features(args, delta_dof: float, win: int, spectral: bool) -> tuple[n
     key = (f"focus_v{FEATURES_VERSION}.{DATA_VERSION}_n{args.n_scenes}_s{args.seed}_px{args.scene_px}_d{delta_dof:g}"
            f"_w{win}_sp{int(spectral)}.npz")
     path = Path(args.cache) / key if args.cache else None
-    if path is not None and path.exists():
-        z = np.load(path)
+    z = load_npz(path) if path is not None else None
+    if z is not None:
         return z["x"], z["t"], {"data_time_s": round(float(z["time_s"]), 1), "data_cached": str(path)}
     x, t = [], []
     for i in range(0, args.n_scenes, 200):  # chunks: never hold more than 200 frame pairs
@@ -227,8 +228,7 @@ def cached_features(args, delta_dof: float, win: int, spectral: bool) -> tuple[n
         t.append(ti)
     x, t, dt = np.concatenate(x), np.concatenate(t), time.time() - t0
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, x=x, t=t, time_s=dt)
+        save_npz(path, compressed=False, x=x, t=t, time_s=dt)
     return x, t, {"data_time_s": round(dt, 1), "data_cached": False}
 
 

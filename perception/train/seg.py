@@ -42,6 +42,24 @@ def seg_loss(logits: torch.Tensor, t: torch.Tensor, cfg: SegTrainConfig) -> torc
     return l_fg + l_bd + cfg.centre_weight * l_ct
 
 
+def soft_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, cfg: SegTrainConfig) -> torch.Tensor:
+    """BCE of every map against the teacher's sigmoid maps, weighted like `seg_loss` but with no
+    boundary pos_weight, so that its minimum is the teacher's output itself."""
+    t = torch.sigmoid(teacher_logits)
+    per_map = [F.binary_cross_entropy_with_logits(logits[:, i], t[:, i]) for i in range(3)]
+    return per_map[0] + per_map[1] + cfg.centre_weight * per_map[2]
+
+
+def distil_loss(logits: torch.Tensor, t: torch.Tensor, teacher_logits: torch.Tensor | None,
+                cfg: SegTrainConfig, weight: float) -> torch.Tensor:
+    """(1 - weight) x label loss + weight x `soft_loss` against the teacher (knowledge
+    distillation with soft targets: Hinton et al. 2015, arXiv:1503.02531)."""
+    if teacher_logits is None or weight == 0.0:
+        return seg_loss(logits, t, cfg)
+    soft = soft_loss(logits, teacher_logits, cfg)
+    return soft if weight == 1.0 else (1.0 - weight) * seg_loss(logits, t, cfg) + weight * soft
+
+
 def check_lr_scale(option: str, value: float) -> float:
     """`value` if it is a learning-rate factor in (0, 1], else a ValueError naming `option`."""
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
@@ -58,8 +76,10 @@ def encoder_lr_factor(cfg: SegTrainConfig, from_fcmae: bool) -> float:
 
 
 def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfig | None = None,
-                    encoder_init: str | Path | None = None, model: UNet | None = None) -> tuple[UNet, dict]:
-    """Train (or continue training `model`); return the model and a record of the run."""
+                    encoder_init: str | Path | None = None, model: UNet | None = None,
+                    teacher: UNet | None = None, distil_weight: float = 0.5) -> tuple[UNet, dict]:
+    """Train (or continue training `model`), with `teacher`'s maps as soft targets if given
+    (see `distil_loss`); return the model and a record of the run."""
     seed_everything(cfg.seed)
     net = net or NetConfig()
     if model is None:
@@ -74,10 +94,15 @@ def train_segmenter(sampler: LabelledSampler, cfg: SegTrainConfig, net: NetConfi
     opt, sched = make_optimizer([{"params": enc, "lr": lr_enc}, {"params": rest, "lr": cfg.lr}],
                                 lr=cfg.lr, steps=cfg.steps, time_budget_s=cfg.time_budget_s)
     model.train()
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
 
     def step(i: int) -> float:
         x, t = sampler.batch(cfg.batch)
-        loss = seg_loss(model(torch.from_numpy(x)), torch.from_numpy(t), cfg)
+        x = torch.from_numpy(x)
+        with torch.no_grad():
+            tl = teacher(x) if teacher is not None else None
+        loss = distil_loss(model(x), torch.from_numpy(t), tl, cfg, distil_weight)
         return apply_step(loss, model, opt, sched)
 
     info = run_steps(cfg.steps, step, name="segment", time_budget_s=cfg.time_budget_s)

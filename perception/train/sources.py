@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import load_npz, save_npz
 from .synth import synth_scene
 
 DEFAULT_CACHE = Path("runs") / "train_cache"
@@ -70,12 +71,11 @@ def labelled_scenes(source: str, n: int, seed: int, shape: tuple[int, int] = (25
                          "each must be >= 0 and together <= 1")
     sc_key = f"_sc{scenario_fraction:g}" if source == "mix" and scenario_fraction > 0 else ""
     key = f"{source}_n{n}_{shape[0]}x{shape[1]}_s{seed}_f{synth_fraction:g}{sc_key}.npz"
-    if cache_dir is not None:
-        path = Path(cache_dir) / key
-        if path.exists():
-            with np.load(path) as z:
-                k = int(z["n"])
-                return [z[f"i{j}"] for j in range(k)], [z[f"l{j}"] for j in range(k)]
+    path = Path(cache_dir) / key if cache_dir is not None else None
+    z = load_npz(path) if path is not None else None
+    if z is not None:
+        k = int(z["n"])
+        return [z[f"i{j}"] for j in range(k)], [z[f"l{j}"] for j in range(k)]
     if source == "synth":
         ims, labs = synth_scenes(n, seed, shape)
     elif source == "twin":
@@ -89,11 +89,10 @@ def labelled_scenes(source: str, n: int, seed: int, shape: tuple[int, int] = (25
         c, d = synth_scenes(n_s, seed + 7919, shape)
         e, f = scenario_scenes(n_sc, seed + 104729, shape)
         ims, labs = a + c + e, b + d + f
-    if cache_dir is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None:
         arrays = {f"i{j}": im.astype(np.float32) for j, im in enumerate(ims)}
         arrays.update({f"l{j}": lb.astype(np.int32) for j, lb in enumerate(labs)})
-        np.savez_compressed(path, n=len(ims), **arrays)
+        save_npz(path, n=len(ims), **arrays)
     return ims, labs
 
 

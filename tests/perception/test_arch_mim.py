@@ -14,9 +14,21 @@ TINY = NetConfig(dims=(8, 16, 16, 16), depths=(1, 1, 1, 1), dec_dims=(16, 8, 8, 
 def test_arch_names():
     assert arch_config("standard") == NetConfig()
     assert arch_config("fast").grn is False
-    with pytest.raises(ValueError, match="standard, fast"):
+    lite = arch_config("lite")
+    assert lite.grn is True and lite.sep_decoder is True and lite.dims == arch_config("fast").dims
+    with pytest.raises(ValueError, match="standard, fast, lite"):
         arch_config("huge")
-    assert set(ARCHS) == {"standard", "fast"}
+    assert set(ARCHS) == {"standard", "fast", "lite"}
+
+
+def test_separable_decoder_is_cheaper_and_keeps_shapes():
+    dense, sep = (UNet(NetConfig(**{**TINY.to_dict(), "sep_decoder": s})) for s in (False, True))
+    x = torch.rand(2, 1, 64, 96)
+    assert sep(x).shape == dense(x).shape == (2, 3, 64, 96)
+    n = lambda m: sum(p.numel() for p in m.up2.conv.parameters())  # noqa: E731
+    c = TINY.dec_dims[3]
+    assert n(dense) == 9 * c * c + c and n(sep) == (9 * c + c) + (c * c + c)
+    assert NetConfig.from_dict({k: v for k, v in TINY.to_dict().items() if k != "sep_decoder"}) == TINY  # old records
 
 
 def test_grn_free_output_depends_only_on_the_receptive_field():
