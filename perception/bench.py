@@ -20,7 +20,8 @@ Sections (each can be skipped; each records its own wall time):
               the randomised twin test scenes and on the scenario test frames; mean and
               standard error over label sets.
 4. speed    : ms per image of 512^2, 1024^2 and 1200x1920 px noise and a 1200x1920 twin frame
-              on 2 threads (fp32, int8), with the default 256-px tiles and in one pass.
+              on 2 threads (fp32, int8), with the default 256-px tiles and in one pass; also
+              every --model, the variants taking turns on each image.
 5. restore  : PSNR/SSIM gain over the degraded input on held-out twin pairs (unknown PSF),
               learned vs Wiener vs Richardson-Lucy, and the downstream AJI+.
 6. focus    : focus-estimator error (DoF) after one and two iterations on the twin.
@@ -302,22 +303,29 @@ def bench_ablation_sets(sets: dict[str, dict[str, Path]], test_sets: dict[str, l
     return out
 
 
-def speed_variants(tile: int = 256) -> list[tuple[str, dict]]:
-    """(label, Segmenter kwargs) to time: the shipped segmenter, fp32 and int8 (where shipped),
-    each in `tile`-px tiles and in one pass."""
+def speed_variants(tile: int = 256, models: dict[str, str | Path] | None = None) -> list[tuple[str, dict]]:
+    """(label, Segmenter kwargs) to time: each segmenter of `models` (default the shipped one),
+    fp32 and its int8 sibling NAME_int8.onnx where there is one, each in `tile`-px tiles and
+    in one pass. Labels of models other than "standard" start with their name."""
     from .segment import ONE_PASS_TILE
 
+    models = models or {"standard": MODELS_DIR / "segmenter.onnx"}
     out = []
-    for prec, name in (("fp32", "segmenter.onnx"), ("int8", "segmenter_int8.onnx")):
-        if (MODELS_DIR / name).exists():
-            out += [(f"{prec} {'one pass' if t == ONE_PASS_TILE else f'tile{t}'}", {"model": MODELS_DIR / name, "tile": t})
-                    for t in sorted({tile, ONE_PASS_TILE})]
+    for name, path in models.items():
+        path = Path(path)
+        prefix = "" if name == "standard" else f"{name} "
+        for prec, p in (("fp32", path), ("int8", path.with_name(f"{path.stem}_int8.onnx"))):
+            if p.exists():
+                out += [(f"{prefix}{prec} {'one pass' if t == ONE_PASS_TILE else f'tile{t}'}", {"model": p, "tile": t})
+                        for t in sorted({tile, ONE_PASS_TILE})]
     return out
 
 
-def bench_speed(repeats: int = 3, threads: int = 2, tile: int = 256) -> dict:
-    """Median ms of `Segmenter.segment` (network and post-processing) per image, side by side:
-    noise images of three sizes and a 1200x1920 twin frame with particles."""
+def bench_speed(repeats: int = 3, threads: int = 2, tile: int = 256,
+                models: dict[str, str | Path] | None = None) -> dict:
+    """Median ms of `Segmenter.segment` (network and post-processing) per image, side by side
+    (the variants of `speed_variants` take turns on each image): noise images of three sizes
+    and a 1200x1920 twin frame with particles."""
     from . import Segmenter
 
     rng = np.random.default_rng(0)
@@ -325,18 +333,18 @@ def bench_speed(repeats: int = 3, threads: int = 2, tile: int = 256) -> dict:
     twin = _twin_speed_frame()
     if twin is not None:
         images["1200x1920 twin frame"] = twin
-    out = {}
-    for label, kw in speed_variants(tile):
-        seg = Segmenter(kw["model"], threads=threads, tile=kw["tile"])
-        for name, img in images.items():
+    segs = {label: Segmenter(kw["model"], threads=threads, tile=kw["tile"]) for label, kw in speed_variants(tile, models)}
+    times: dict[str, list[float]] = {}
+    for name, img in images.items():
+        for seg in segs.values():
             seg.predict_maps(img)  # warm-up
-            ts = []
-            for _ in range(repeats):
+        for _ in range(repeats):
+            for label, seg in segs.items():
                 t0 = time.perf_counter()
                 seg.segment(img, 4e-9)
-                ts.append(time.perf_counter() - t0)
-            out[f"{label} {name}"] = 1000 * float(np.median(ts))
-    return out
+                times.setdefault(f"{label} {name}", []).append(time.perf_counter() - t0)
+    keys = [f"{label} {name}" for label in segs for name in images]
+    return {k: 1000 * float(np.median(times[k])) for k in keys}
 
 
 def _twin_speed_frame() -> np.ndarray | None:
@@ -519,7 +527,7 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
                     frames = [f[:2] for f in scenario_test_frames(n_scen, seed=seed + 3, specimens=specimens)]
                     out[s] = bench_ablation_sets(sets, {"twin": scenes, "scenarios": frames})
             elif s == "speed":
-                out[s] = bench_speed()
+                out[s] = bench_speed(models=models)
             elif s == "restore":
                 out[s] = bench_restore(n_restore) if (MODELS_DIR / "restorer.onnx").exists() else {"skipped": "no restorer.onnx"}
             elif s == "focus":

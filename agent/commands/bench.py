@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the test sets (sections twin, scenarios, ablation only; their default) [test]")
     q.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
                    help="also score this segmenter .onnx (e.g. one written by `emtwin adapt`) next to the "
-                        "shipped one in the twin, scenarios, real and autoscale sections; repeatable")
+                        "shipped one in the twin, scenarios, real, autoscale and speed sections; repeatable")
     q.add_argument("--out", default=None)
     add_check_option(q)
     q.set_defaults(func=_perception)

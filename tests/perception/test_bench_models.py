@@ -33,3 +33,19 @@ def test_bench_scores_the_extra_model(tiny_model, tmp_path, capsys):
     assert {"standard", "mine"} <= set(res)
     assert 0.0 <= res["mine"]["aji_plus"] <= 1.0 and res["standard"]["aji_plus"] > res["mine"]["aji_plus"]
     assert "mine" in capsys.readouterr().out
+
+
+def test_speed_variants_time_the_extra_model_and_its_int8_sibling(tiny_model, tmp_path):
+    import shutil
+
+    from perception.bench import speed_variants
+
+    shipped = speed_variants(256)
+    assert shipped and all(not label.startswith("mine") for label, _ in shipped)
+    mine = tmp_path / "mine.onnx"
+    shutil.copy(tiny_model[0], mine)
+    labels = [label for label, _ in speed_variants(256, {"standard": tiny_model[0], "mine": mine})]
+    assert "mine fp32 tile256" in labels and "fp32 tile256" in labels and "mine int8 tile256" not in labels
+    shutil.copy(tiny_model[0], tmp_path / "mine_int8.onnx")
+    labels = [label for label, kw in speed_variants(256, {"mine": mine})]
+    assert labels == ["mine fp32 tile256", "mine fp32 one pass", "mine int8 tile256", "mine int8 one pass"]
