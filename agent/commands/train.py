@@ -76,6 +76,9 @@ def _segment(sub) -> argparse.ArgumentParser:
     p.add_argument("--figure-aug", type=float, default=0.0, metavar="P",
                    help="share of crops given the look of exported micrographs: saturated contrast, "
                         "smoothing (see perception.train.data.augment_figure) [0]")
+    p.add_argument("--noise-aug", type=float, default=0.0, metavar="P",
+                   help="share of crops replaced by pure noise (uniform, Gaussian or Poisson) with no "
+                        "particles, so the network learns to find none there [0]")
     p.set_defaults(func=_run("cmd_segment"))
     return p
 

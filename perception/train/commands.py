@@ -87,6 +87,9 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
     if not 0.0 <= figure_p <= 1.0:  # before the minutes of data generation
         raise ValueError(f"--figure-aug = {figure_p!r}: must be a probability in [0, 1]")
+    noise_p = float(getattr(args, "noise_aug", 0.0) or 0.0)
+    if not 0.0 <= noise_p <= 1.0:
+        raise ValueError(f"--noise-aug = {noise_p!r}: must be a probability in [0, 1]")
     scale = getattr(args, "encoder_lr_scale", None)
     if scale is not None:
         check_lr_scale("--encoder-lr-scale", scale)
@@ -102,7 +105,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
         labs, n_drop = visible_labels(ims, labs, k)
         print(f"[segment] --label-min-snr {k:g}: {n_drop} invisible labelled particles set to background", flush=True)
     t_data = time.time() - t0
-    sampler = LabelledSampler(ims, labs, args.crop, rng, figure_p=figure_p)
+    sampler = LabelledSampler(ims, labs, args.crop, rng, figure_p=figure_p, noise_p=noise_p)
     cfg = SegTrainConfig(steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                          time_budget_s=args.time_budget_s, int8=not args.no_int8, encoder_lr_scale=scale)
     enc = None if args.encoder in (None, "none") else args.encoder
@@ -119,7 +122,7 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     rec["init_weights"] = getattr(args, "init_weights", None)
     rec["init_weights_sha256"] = file_sha256(rec["init_weights"]) if rec["init_weights"] else None
     rec.update(command=_command_line(), data=args.data, scenario_fraction=args.scenario_fraction,
-               label_min_snr=k, figure_aug=figure_p, n_scenes=len(ims), scene_px=args.scene_px,
+               label_min_snr=k, figure_aug=figure_p, noise_aug=noise_p, n_scenes=len(ims), scene_px=args.scene_px,
                data_time_s=round(t_data, 1))
     rec = export_segmenter(model, args.out, rec, calibration_batches(sampler, 8, 256), stem=args.name,
                            int8=cfg.int8)

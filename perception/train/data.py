@@ -101,12 +101,27 @@ def _augment_intensity(rng: np.random.Generator, img: np.ndarray, invert_p: floa
     return img.astype(np.float32)
 
 
+def noise_crop(rng: np.random.Generator, c: int) -> np.ndarray:
+    """A (c, c) frame of pure noise, percentile-normalised like a scene: uniform, Gaussian, or
+    Poisson counts of mean 0.3-30 (a blank substrate at low to moderate dose). No particles."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        img = rng.random((c, c))
+    elif kind == 1:
+        img = rng.normal(size=(c, c))
+    else:
+        img = rng.poisson(float(np.exp(rng.uniform(np.log(0.3), np.log(30.0)))), (c, c)).astype(np.float64)
+    return normalise(img)
+
+
 class LabelledSampler:
     """Random crops of (normalised image, labels) pairs with scale, geometry and intensity
-    augmentation. `batch(n)` -> (x (n,1,c,c) float32, targets (n,3,c,c) float32)."""
+    augmentation. `batch(n)` -> (x (n,1,c,c) float32, targets (n,3,c,c) float32).
+    `noise_p`: share of crops replaced by pure noise (`noise_crop`) with empty targets."""
 
     def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], crop: int, rng: np.random.Generator,
-                 scale_range: tuple[float, float] = (0.6, 1.6), invert_p: float = 0.2, figure_p: float = 0.0):
+                 scale_range: tuple[float, float] = (0.6, 1.6), invert_p: float = 0.2, figure_p: float = 0.0,
+                 noise_p: float = 0.0):
         if not images or len(images) != len(labels):
             raise ValueError(f"images/labels = {len(images)}/{len(labels)}: need equal, non-zero counts")
         self.images = [normalise(i) for i in images]
@@ -115,9 +130,15 @@ class LabelledSampler:
         if not 0.0 <= figure_p <= 1.0:
             raise ValueError(f"figure_p = {figure_p!r}: must be a probability in [0, 1]")
         self.figure_p = float(figure_p)
+        if not 0.0 <= noise_p <= 1.0:
+            raise ValueError(f"noise_p = {noise_p!r}: must be a probability in [0, 1]")
+        self.noise_p = float(noise_p)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         rng, c = self.rng, self.crop
+        if self.noise_p and rng.random() < self.noise_p:
+            img = noise_crop(rng, c)
+            return _augment_intensity(rng, img, self.invert_p), make_targets(np.zeros((c, c), np.int32))
         i = int(rng.integers(len(self.images)))
         img, lab = self.images[i], self.labels[i]
         s = float(np.exp(rng.uniform(*np.log(self.scale_range))))

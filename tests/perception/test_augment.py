@@ -40,3 +40,22 @@ def test_train_segment_refuses_a_bad_figure_share_before_generating_data(bad, tm
 
     assert main(["train", "segment", "--figure-aug", bad, "--out", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())  # nothing generated, nothing written
+
+
+def test_noise_crops_have_no_particles_and_come_at_the_requested_share():
+    from perception.train.data import noise_crop
+
+    img, lab = _scene()  # every crop of this scene holds part of the particle
+    rng = np.random.default_rng(3)
+    for _ in range(9):  # every kind of noise: finite, normalised like a scene, not flat
+        z = noise_crop(rng, 64)
+        assert z.shape == (64, 64) and np.isfinite(z).all() and -0.5 <= z.min() and z.max() <= 1.5
+        assert float(z.std()) > 0.1
+    sampler = LabelledSampler([img], [lab], 32, np.random.default_rng(0), scale_range=(1.0, 1.0), noise_p=0.3)
+    x, t = sampler.batch(400)
+    empty = t[:, 0].reshape(400, -1).max(axis=1) == 0
+    assert 0.22 < empty.mean() < 0.38
+    assert t[empty].max() == 0 and np.isfinite(x).all()
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="noise_p"):
+            LabelledSampler([img], [lab], 32, np.random.default_rng(0), noise_p=bad)

@@ -66,6 +66,7 @@ def test_distillation_pulls_the_student_towards_the_teacher():
     (["--teacher", "perception/models/segmenter_weights.npz", "--distil-weight", "nan"], "--distil-weight"),
     (["--teacher", "no/such_weights.npz"], "--teacher"),
     (["--teacher", "perception/models/segmenter.onnx"], "--teacher"),
+    (["--noise-aug", "2"], "--noise-aug"),
 ])
 def test_cli_refuses_bad_distillation_options_before_generating_data(argv, message, tmp_path, capsys):
     from agent.cli import main
