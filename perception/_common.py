@@ -100,13 +100,39 @@ def load_record(onnx_path: str | Path) -> dict:
     return {}
 
 
+def shipped_variants(default_stem: str) -> list[str]:
+    """Names of the shipped variants of a model: "standard" (`<default_stem>.onnx`) and NAME for
+    every `<default_stem>_NAME.onnx` in perception/models (int8 copies aside)."""
+    names = ["standard"] if (MODELS_DIR / f"{default_stem}.onnx").exists() else []
+    for p in sorted(MODELS_DIR.glob(f"{default_stem}_*.onnx")):
+        name = p.stem[len(default_stem) + 1:]
+        if name != "int8" and not name.endswith("_int8"):
+            names.append(name)
+    return names
+
+
+def shipped_segmenters() -> dict[str, Path]:
+    """{name: path} of every shipped segmenter variant ("standard" first)."""
+    return {name: resolve_model(name, "segmenter") for name in shipped_variants("segmenter")}
+
+
 def resolve_model(name_or_path: str | os.PathLike | None, default_stem: str, int8: bool = False) -> Path:
-    """Path of a model: an explicit file, or the shipped `<default_stem>[_int8].onnx`."""
+    """Path of a model: an explicit file; a shipped variant by name ("standard", or "lite" for
+    `<default_stem>_lite.onnx`, see `shipped_variants`); or, for None, the shipped
+    `<default_stem>[_int8].onnx`. `int8` picks a shipped int8 copy where there is one."""
+    if name_or_path is None or name_or_path == "standard":
+        name_or_path = None
+        stem = default_stem
+    elif isinstance(name_or_path, str) and name_or_path.isidentifier() and not Path(name_or_path).exists():
+        if name_or_path not in shipped_variants(default_stem):
+            raise FileNotFoundError(f"model {name_or_path!r}: no such file and no shipped {default_stem} of that name "
+                                    f"(shipped: {', '.join(shipped_variants(default_stem)) or 'none'})")
+        stem = f"{default_stem}_{name_or_path}"
+        name_or_path = None
     if name_or_path is None:
-        stem = default_stem + ("_int8" if int8 else "")
-        p = MODELS_DIR / f"{stem}.onnx"
+        p = MODELS_DIR / f"{stem}{'_int8' if int8 else ''}.onnx"
         if not p.exists() and int8:
-            p = MODELS_DIR / f"{default_stem}.onnx"
+            p = MODELS_DIR / f"{stem}.onnx"
     else:
         p = Path(name_or_path)
     if not p.exists():

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
-from ._common import MODELS_DIR
+from ._common import MODELS_DIR, shipped_segmenters
 
 SECTIONS = ("twin", "scenarios", "real", "autoscale", "ablation", "speed", "restore", "focus")
 DATA_DIR = Path(os.environ.get("EMTWIN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -309,7 +309,7 @@ def speed_variants(tile: int = 256, models: dict[str, str | Path] | None = None)
     in one pass. Labels of models other than "standard" start with their name."""
     from .segment import ONE_PASS_TILE
 
-    models = models or {"standard": MODELS_DIR / "segmenter.onnx"}
+    models = models or shipped_segmenters()
     out = []
     for name, path in models.items():
         path = Path(path)
@@ -497,7 +497,7 @@ def run_perception_benchmark(sections: tuple[str, ...] | None = None, n_twin: in
         raise ValueError(f"sections = {bad}: split 'dev' exists only for {', '.join(DEV_SECTIONS)}")
     seed = TEST_SEED if split == "test" else DEV_SEED
     specimens = "test" if split == "test" else "train"
-    models = models or {"standard": MODELS_DIR / "segmenter.onnx"}
+    models = models or shipped_segmenters()
     models = {k: v for k, v in models.items() if Path(v).exists()}
     out: dict[str, Any] = {"split": split}
     scenes = None

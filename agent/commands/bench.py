@@ -49,13 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_models(specs: list[str] | None) -> dict[str, Path] | None:
     """{name: path} of `--model NAME=PATH` options (NAME defaults to the file's stem) after the
-    shipped "standard" segmenter; None without options. Missing or non-.onnx files and
-    repeated names are refused."""
+    shipped segmenters ("standard", and "lite" when shipped); None without options. Missing or
+    non-.onnx files and repeated names are refused."""
     if not specs:
         return None
-    from perception._common import MODELS_DIR
+    from perception._common import shipped_segmenters
 
-    models = {"standard": MODELS_DIR / "segmenter.onnx"}
+    models = shipped_segmenters()
     for spec in specs:
         name, sep, path = spec.partition("=")
         name, path = (name.strip(), Path(path)) if sep else (Path(spec).stem, Path(spec))

@@ -213,7 +213,9 @@ def _focus(sub) -> None:
 def _calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a segmenter's sizing calibration on train-seed twin frames "
                                          "and store it in the model's JSON record")
-    p.add_argument("--model", default=None, help="segmenter .onnx [the shipped perception/models/segmenter.onnx]")
+    p.add_argument("--model", default=None,
+                   help="segmenter .onnx, or a shipped one by name (standard, lite); the fit is written into "
+                        "the JSON record next to it [standard]")
     p.add_argument("--n-frames", type=int, default=120, help="labelled 512x512 scenario frames [120]")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--agent-episodes", default=None, metavar="JSONL",
