@@ -92,6 +92,22 @@ def test_tiling_is_seam_free():
     np.testing.assert_allclose(const[0], 0.3, atol=1e-6)
 
 
+def test_tile_batch_size_changes_nothing_but_the_calls():
+    img = np.random.default_rng(1).random((200, 330)).astype(np.float32)
+    calls = []
+
+    def op(batch):
+        calls.append(len(batch))
+        return _local_op(batch)
+
+    ref = predict_tiled(img, op, 2, tile=64, overlap=16, batch=1)
+    n_tiles = len(calls)
+    for b in (2, 4, 7):
+        calls.clear()
+        np.testing.assert_array_equal(predict_tiled(img, op, 2, tile=64, overlap=16, batch=b), ref)
+        assert max(calls) == b and sum(calls) == n_tiles
+
+
 def test_tile_starts_cover_everything():
     for length in (64, 65, 200, 1000):
         s = tile_starts(length, 64, 16)
