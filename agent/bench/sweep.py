@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 EXECUTORS = ("local", "dask")
-SEGMENTERS = ("onnx", "classical")
+SEGMENTERS = ("onnx", "lite", "classical")
 #: environment of every worker: one thread per library, so N workers use N cores
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 #: wall-clock fields dropped by `comparable` (everything else is deterministic)

@@ -64,3 +64,14 @@ def test_cli_options_and_defaults():
     names = sem_scenarios()
     assert "default" in names and not any(n.startswith("stem-") for n in names)
     assert default_segmenter() == ("onnx" if shipped_segmenter_exists() else "classical")
+
+
+def test_make_segmenter_kinds():
+    from agent.bench.episode import make_segmenter
+    from perception._common import MODELS_DIR
+
+    if (MODELS_DIR / "segmenter_lite.onnx").exists():
+        assert make_segmenter("lite").model_path.name == "segmenter_lite.onnx"
+    assert make_segmenter("onnx").model_path.name == "segmenter.onnx"
+    with pytest.raises(ValueError, match="'onnx', 'lite' or 'classical'"):
+        make_segmenter("mask-rcnn")

@@ -9,6 +9,18 @@ from perception._common import MODELS_DIR
 
 SEG = MODELS_DIR / "segmenter.onnx"
 needs_seg = pytest.mark.skipif(not SEG.exists(), reason="no shipped segmenter.onnx (run `emtwin train segment`)")
+# every shipped segmenter: "standard" (segmenter.onnx) and "lite" (segmenter_lite.onnx, distilled from it)
+def _variant(v: str, int8: bool | None = None):
+    args = v if int8 is None else (v, int8)
+    return args if v == "standard" else pytest.param(*([args] if int8 is None else args), marks=pytest.mark.skipif(
+        not (MODELS_DIR / f"segmenter_{v}.onnx").exists(), reason=f"no shipped segmenter_{v}.onnx"))
+
+
+VARIANTS = [_variant(v) for v in ("standard", "lite")]
+
+
+def _stem(variant: str) -> str:
+    return "segmenter" if variant == "standard" else f"segmenter_{variant}"
 
 
 def test_models_fit_in_the_repository():
@@ -32,21 +44,23 @@ def test_shipped_weights_are_finite(npz):
 
 
 @needs_seg
-def test_shipped_weights_reproduce_the_shipped_onnx():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shipped_weights_reproduce_the_shipped_onnx(variant):
     """segmenter_weights.npz (float16) is the network in segmenter.onnx: `train segment
-    --init-weights` and `adapt` start from it."""
+    --init-weights` and `adapt` start from it (and likewise for the lite variant)."""
     torch = pytest.importorskip("torch")
     import onnxruntime as ort
 
     from perception.train.convnext import NetConfig, UNet
     from perception.train.weights import load_state
 
-    rec = json.loads(SEG.with_suffix(".json").read_text())
-    net = load_state(UNet(NetConfig.from_dict(rec["net"])), MODELS_DIR / "segmenter_weights.npz").eval()
+    onnx = MODELS_DIR / f"{_stem(variant)}.onnx"
+    rec = json.loads(onnx.with_suffix(".json").read_text())
+    net = load_state(UNet(NetConfig.from_dict(rec["net"])), MODELS_DIR / f"{_stem(variant)}_weights.npz").eval()
     x = np.random.default_rng(0).random((1, 1, 128, 128)).astype(np.float32)
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
-    got = ort.InferenceSession(str(SEG), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    got = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
     assert np.abs(got - ref).max() < 0.05  # logits; float16 rounding of the stored weights
 
 
@@ -66,12 +80,12 @@ def _two_touching_disks(invert=False):
 
 
 @needs_seg
-@pytest.mark.parametrize("int8", [False, True])
-def test_shipped_segmenter_separates_touching_particles(int8):
+@pytest.mark.parametrize("variant, int8", [("standard", False), ("standard", True), _variant("lite", False)])
+def test_shipped_segmenter_separates_touching_particles(variant, int8):
     from perception import Segmenter, metrics
 
     img, gt = _two_touching_disks()
-    labels, table = Segmenter(int8=int8).segment(img, 5e-9)
+    labels, table = Segmenter(variant, int8=int8).segment(img, 5e-9)
     assert labels.max() == 2
     assert metrics.aji_plus(gt, labels) > 0.8
     d = sorted(table["equivalent_diameter_m"])
@@ -79,16 +93,18 @@ def test_shipped_segmenter_separates_touching_particles(int8):
 
 
 @needs_seg
-def test_shipped_segmenter_handles_dark_particles():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shipped_segmenter_handles_dark_particles(variant):
     from perception import Segmenter, metrics
 
     img, gt = _two_touching_disks(invert=True)
-    labels, _ = Segmenter().segment(img, 5e-9)
+    labels, _ = Segmenter(variant).segment(img, 5e-9)
     assert metrics.aji_plus(gt, labels) > 0.7
 
 
 @needs_seg
-def test_sparse_frame_particles_are_neither_split_nor_invented():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sparse_frame_particles_are_neither_split_nor_invented(variant):
     """A frame of the sparse Au scenario (test seed) at 4.3 nm/px, where particles cover < 0.5 %
     of the pixels: one detection per particle (the white point must not sit in the noise)."""
     from perception import Segmenter
@@ -106,7 +122,7 @@ def test_sparse_frame_particles_are_neither_split_nor_invented():
         m.set_working_distance_m(truth.focus_wd_m(m))
         f = m.acquire()
         n_true += len(np.unique(truth.label_image(m, f))) - 1
-        n_pred += len(Segmenter().segment(f.image, px).particles)
+        n_pred += len(Segmenter(variant).segment(f.image, px).particles)
     assert n_true >= 5
     assert abs(n_pred - n_true) <= max(2, 0.2 * n_true)
     with pytest.raises(ValueError, match="white_pct"):
