@@ -9,9 +9,13 @@ from agent.commands.bench import parse_models
 def test_parse_models_names_and_defaults(tiny_model):
     path = tiny_model[0]
     assert parse_models(None) is None and parse_models([]) is None
+    from perception._common import shipped_segmenters
+
+    shipped = list(shipped_segmenters())  # standard, and lite when shipped
+    assert shipped[0] == "standard"
     models = parse_models([f"mine={path}"])
-    assert list(models) == ["standard", "mine"] and models["mine"] == path
-    assert list(parse_models([str(path)])) == ["standard", path.stem]
+    assert list(models) == shipped + ["mine"] and models["mine"] == path
+    assert list(parse_models([str(path)])) == shipped + [path.stem]
 
 
 @pytest.mark.parametrize("spec, words", [("standard={p}", "taken"), ("={p}", "empty"),
