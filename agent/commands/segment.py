@@ -15,7 +15,9 @@ def register(subparsers) -> None:
     p.add_argument("--pixel-size-m", type=float, default=None,
                    help="pixel size in metres (default: read from the TIFF; required otherwise)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--model", default=None, help="ONNX model file, or a shipped segmenter by name: standard (default), lite (~2x faster, slightly less accurate; see docs/perception.md)")
+    p.add_argument("--model", default=None,
+                   help="ONNX model file, or a shipped segmenter by name: standard (default), lite (~2x "
+                        "faster, slightly less accurate; see docs/perception.md)")
     p.add_argument("--int8", action="store_true", help="use the int8-quantised shipped model")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
     p.add_argument("--crop-bottom-px", type=int, default=0, help="drop this many rows at the bottom (data bar)")

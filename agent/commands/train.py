@@ -28,9 +28,9 @@ def _common(p, **kw):
 def _arch_option(p) -> None:
     p.add_argument("--arch", choices=("standard", "fast", "lite"), default="standard",
                    help="network size: standard (the shipped segmenter); fast (~3x less compute, no GRN, "
-                        "so one pass per frame; far less accurate); lite (as cheap as fast, with GRN and a "
-                        "depthwise-separable decoder; for --teacher distillation). fast and lite are not "
-                        "shipped, see docs/perception.md [standard]")
+                        "so one pass per frame; far less accurate; not shipped); lite (as cheap as fast, with "
+                        "GRN and a depthwise-separable decoder; the shipped segmenter_lite was distilled at "
+                        "this size with --teacher). See docs/perception.md [standard]")
 
 
 def _pretrain(sub) -> None:
