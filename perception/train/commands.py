@@ -146,6 +146,8 @@ def _teacher_options(args: argparse.Namespace) -> tuple[str | None, float]:
             raise ValueError(f"--teacher {path}: no such file (U-Net weights NAME_weights.npz)")
         if not path.endswith("_weights.npz"):
             raise ValueError(f"--teacher {path}: must be U-Net weights NAME_weights.npz (next to NAME.json)")
+        if not _weights_record(path).get("net"):
+            raise ValueError(f"--teacher {path}: no NAME.json with its network next to it")
     return path, float(alpha)
 
 

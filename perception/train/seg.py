@@ -33,9 +33,11 @@ class SegTrainConfig:
     int8: bool = True
 
 
-def seg_loss(logits: torch.Tensor, t: torch.Tensor, cfg: SegTrainConfig) -> torch.Tensor:
-    """BCE on foreground, weighted BCE on boundary, soft-target BCE on the centre map."""
-    pw = torch.tensor(cfg.boundary_pos_weight)
+def seg_loss(logits: torch.Tensor, t: torch.Tensor, cfg: SegTrainConfig,
+             boundary_pos_weight: float | None = None) -> torch.Tensor:
+    """BCE on foreground, weighted BCE on boundary (pos_weight `cfg.boundary_pos_weight` unless
+    given), soft-target BCE on the centre map."""
+    pw = torch.tensor(cfg.boundary_pos_weight if boundary_pos_weight is None else boundary_pos_weight)
     l_fg = F.binary_cross_entropy_with_logits(logits[:, 0], t[:, 0])
     l_bd = F.binary_cross_entropy_with_logits(logits[:, 1], t[:, 1], pos_weight=pw)
     l_ct = F.binary_cross_entropy_with_logits(logits[:, 2], t[:, 2])
@@ -43,11 +45,9 @@ def seg_loss(logits: torch.Tensor, t: torch.Tensor, cfg: SegTrainConfig) -> torc
 
 
 def soft_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, cfg: SegTrainConfig) -> torch.Tensor:
-    """BCE of every map against the teacher's sigmoid maps, weighted like `seg_loss` but with no
-    boundary pos_weight, so that its minimum is the teacher's output itself."""
-    t = torch.sigmoid(teacher_logits)
-    per_map = [F.binary_cross_entropy_with_logits(logits[:, i], t[:, i]) for i in range(3)]
-    return per_map[0] + per_map[1] + cfg.centre_weight * per_map[2]
+    """`seg_loss` against the teacher's sigmoid maps with no boundary pos_weight, so that its
+    minimum is the teacher's output itself."""
+    return seg_loss(logits, torch.sigmoid(teacher_logits), cfg, boundary_pos_weight=1.0)
 
 
 def distil_loss(logits: torch.Tensor, t: torch.Tensor, teacher_logits: torch.Tensor | None,

@@ -67,9 +67,18 @@ def test_distillation_pulls_the_student_towards_the_teacher():
     (["--teacher", "no/such_weights.npz"], "--teacher"),
     (["--teacher", "perception/models/segmenter.onnx"], "--teacher"),
     (["--noise-aug", "2"], "--noise-aug"),
+    (["--teacher", "{bare}"], "no NAME.json"),
 ])
 def test_cli_refuses_bad_distillation_options_before_generating_data(argv, message, tmp_path, capsys):
     from agent.cli import main
+
+    if "{bare}" in argv:  # weights without the record that names their network
+        (tmp_path / "w").mkdir()
+        bare = tmp_path / "w" / "bare_weights.npz"
+        bare.write_bytes(b"")
+        argv = [str(bare) if a == "{bare}" else a for a in argv]
+        tmp_path = tmp_path / "out"
+        tmp_path.mkdir()
 
     base = ["train", "segment", "--n-scenes", "1", "--steps", "1", "--out", str(tmp_path), "--cache", str(tmp_path / "c")]
     assert main(base + argv) == 2
