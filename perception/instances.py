@@ -61,13 +61,14 @@ def maps_to_instances(fg: np.ndarray, boundary: np.ndarray, centre: np.ndarray, 
         limit = max(min_seed_px, rel_seed * float(np.median(sizes[1:])))
         small = sizes < limit
         small[0] = False
-        markers[small[markers]] = 0
+        if small.any():  # a pass over the frame, so only when there is something to drop
+            markers[small[markers]] = 0
     labels = seeded_watershed(-centre, markers, mask)
     if split_solidity > 0:
         labels = split_concave(labels, split_solidity)
     if merge_solidity > 0:
         labels = merge_fragments(labels, merge_solidity)
-    return remove_small(labels.astype(np.int32), min_area_px)
+    return remove_small(labels, min_area_px)
 
 
 def seeded_watershed(surface: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -166,7 +167,8 @@ def merge_fragments(labels: np.ndarray, min_union_solidity: float = 0.88, min_en
 
 
 def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
-    """Drop instances smaller than `min_area_px` and renumber 1..N in raster order of first pixel."""
+    """Drop instances smaller than `min_area_px` (and unused label values); renumber the rest
+    1..N in their order; a new int32 array."""
     if labels.max() == 0:
         return labels.astype(np.int32)
     sizes = np.bincount(labels.ravel())
@@ -174,6 +176,8 @@ def remove_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
     keep[0] = False
     lut = np.zeros(len(sizes), np.int32)
     lut[keep] = np.arange(1, keep.sum() + 1, dtype=np.int32)
+    if keep[1:].all():  # lut is the identity: skip a pass over the frame
+        return labels.astype(np.int32)
     return lut[labels]
 
 
@@ -296,9 +300,10 @@ def particle_table(labels: np.ndarray, pixel_size_m: float, confidence_map: np.n
                solidity=np.array([p.solidity if p.area > 2 else 1.0 for p in props]),
                touches_border=(r0 == 0) | (c0 == 0) | (r1 == h) | (c1 == w),
                touches_other=np.isin(ids, touching_labels(labels)))
-    if confidence_map is not None:
-        lab = labels.ravel()
-        col["confidence"] = np.bincount(lab, np.asarray(confidence_map, np.float64).ravel(), ids.max() + 1)[ids] / area
+    if confidence_map is not None:  # labelled pixels only: the same sums, a fraction of the frame
+        on = np.flatnonzero(labels)
+        conf = np.asarray(confidence_map).ravel()[on].astype(np.float64)
+        col["confidence"] = np.bincount(labels.ravel()[on], conf, ids.max() + 1)[ids] / area
     else:
         col["confidence"] = np.ones(n)
     col["contrast_snr"] = (np.asarray(contrast_snr, np.float64)[ids - 1] if contrast_snr is not None else np.full(n, np.nan))

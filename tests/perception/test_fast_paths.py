@@ -102,3 +102,21 @@ def test_sigmoid_is_the_logistic_function_in_float32():
         assert y.dtype == np.float32 and y.shape == x.shape
         np.testing.assert_allclose(y, 1.0 / (1.0 + np.exp(-x)), atol=1e-6)
     assert x[0, 0] == -80.0  # the input is not modified
+
+
+def test_remove_small_renumbers_or_returns_a_copy():
+    lab = np.array([[0, 1, 1, 0, 3], [2, 2, 0, 3, 3], [0, 0, 0, 0, 3]], np.int64)
+    kept = inst.remove_small(lab, 2)  # every instance kept: the identity, as a new int32 array
+    assert kept.dtype == np.int32 and np.array_equal(kept, lab) and not np.shares_memory(kept, lab)
+    assert np.array_equal(inst.remove_small(lab, 3), np.where(lab == 3, 1, 0))
+    gap = np.where(lab == 2, 5, lab)  # label values 2 and 4 unused: renumbered 1..3 in order
+    assert np.array_equal(inst.remove_small(gap, 1), np.where(lab == 3, 2, np.where(lab == 2, 3, lab)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_contrast_snr_does_not_depend_on_the_image_dtype(dtype, path):
+    lab = _blobs(5)
+    rng = np.random.default_rng(5)
+    img = (40 + 30 * (lab > 0) + rng.normal(0, 8, lab.shape)).clip(0, 255).round()
+    ref = significance.contrast_snr(img.astype(np.float64), lab)
+    np.testing.assert_array_equal(significance.contrast_snr(img.astype(dtype), lab), ref)
