@@ -1,7 +1,8 @@
 """Perception benchmark (`emtwin bench perception`): prints figures, it is not a test.
 
 Sections (each can be skipped; each records its own wall time):
-1. twin     : segmentation on held-out twin scenes (seeds disjoint from training).
+1. twin     : segmentation on held-out twin scenes (seeds disjoint from training); AJI+ also by
+              the scenes' median particle diameter (5-10, 10-30, 30-70 px).
 1b. scenarios: segmentation on frames of the shipped SEM scenarios' test specimens in the
               agent's measurement regime (7-28 px particles, near focus), with the sizing
               bias of matched particles (raw outlines, and after the model's size calibration)
@@ -88,6 +89,26 @@ def _by_polarity(rows: list[dict], dark: list[bool]) -> dict:
     return out
 
 
+SIZE_BANDS_PX = ((5.0, 10.0), (10.0, 30.0), (30.0, 70.0))  # median particle diameter bands of the twin section
+
+
+def _by_size(rows: list[dict], d_med_px: list[float], bands=SIZE_BANDS_PX) -> dict:
+    """AJI+ over the images whose median true particle diameter (px) lies in each band, and
+    how many images that is (images without particles count in no band)."""
+    out = {}
+    for lo, hi in bands:
+        sub = [r for r, d in zip(rows, d_med_px) if lo <= d < hi]
+        out.update({f"aji_plus_d{lo:g}-{hi:g}px": _mean(r["aji_plus"] for r in sub), f"n_d{lo:g}-{hi:g}px": len(sub)})
+    return out
+
+
+def median_diameter_px(labels: np.ndarray) -> float:
+    """Median equivalent-circle diameter (px) of the instances of `labels`; NaN without any."""
+    area = np.bincount(np.asarray(labels).ravel())[1:]
+    area = area[area > 0]
+    return float(np.median(np.sqrt(4.0 * area / np.pi))) if area.size else float("nan")
+
+
 def twin_test_scenes(n: int = 24, shape=(512, 512), seed: int = TEST_SEED):
     from .train.twin_data import TwinSceneGenerator
 
@@ -99,7 +120,12 @@ def bench_twin(models: dict[str, Any], n: int = 24, scenes=None) -> dict:
     from . import Segmenter
 
     scenes = scenes if scenes is not None else twin_test_scenes(n)
-    return {name: _seg_scores(scenes, Segmenter(path)) for name, path in models.items()}
+    d_med = [median_diameter_px(gt) for _, gt in scenes]
+    out = {}
+    for name, path in models.items():
+        rows, t = _seg_rows(scenes, Segmenter(path))
+        out[name] = {**_aggregate(rows), **_by_size(rows, d_med), "s_per_image": t}
+    return out
 
 
 def scenario_test_frames(n: int = 36, shape=(512, 512), seed: int = TEST_SEED + 3, specimens: str = "test"):

@@ -53,3 +53,20 @@ def test_speed_variants_time_the_extra_model_and_its_int8_sibling(tiny_model, tm
     shutil.copy(tiny_model[0], tmp_path / "mine_int8.onnx")
     labels = [label for label, kw in speed_variants(256, {"mine": mine})]
     assert labels == ["mine fp32 tile256", "mine fp32 one pass", "mine int8 tile256", "mine int8 one pass"]
+
+
+def test_twin_section_splits_aji_by_particle_size():
+    import numpy as np
+
+    from perception.bench import _by_size, median_diameter_px
+
+    lab = np.zeros((40, 40), np.int32)
+    lab[2:8, 2:8] = 1  # 36 px: d = 6.8 px
+    lab[20:26, 20:26] = 2
+    assert abs(median_diameter_px(lab) - np.sqrt(4 * 36 / np.pi)) < 1e-9
+    assert np.isnan(median_diameter_px(np.zeros((5, 5), np.int32)))
+    rows = [{"aji_plus": a} for a in (0.2, 0.4, 0.9, 0.5)]
+    out = _by_size(rows, [6.0, 8.0, 40.0, float("nan")])
+    assert abs(out["aji_plus_d5-10px"] - 0.3) < 1e-12
+    assert (out["n_d5-10px"], out["n_d10-30px"], out["n_d30-70px"]) == (2, 0, 1)
+    assert np.isnan(out["aji_plus_d10-30px"]) and out["aji_plus_d30-70px"] == 0.9
