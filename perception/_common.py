@@ -120,24 +120,30 @@ def resolve_model(name_or_path: str | os.PathLike | None, default_stem: str, int
     """Path of a model: an explicit file; a shipped variant by name ("standard", or "lite" for
     `<default_stem>_lite.onnx`, see `shipped_variants`); or, for None, the shipped
     `<default_stem>[_int8].onnx`. `int8` picks a shipped int8 copy where there is one."""
-    if name_or_path is None or name_or_path == "standard":
-        name_or_path = None
-        stem = default_stem
-    elif isinstance(name_or_path, str) and name_or_path.isidentifier() and not Path(name_or_path).exists():
-        if name_or_path not in shipped_variants(default_stem):
-            raise FileNotFoundError(f"model {name_or_path!r}: no such file and no shipped {default_stem} of that name "
-                                    f"(shipped: {', '.join(shipped_variants(default_stem)) or 'none'})")
-        stem = f"{default_stem}_{name_or_path}"
-        name_or_path = None
-    if name_or_path is None:
+    stem = _shipped_stem(name_or_path, default_stem)
+    if stem is None:
+        p = Path(name_or_path)
+    else:
         p = MODELS_DIR / f"{stem}{'_int8' if int8 else ''}.onnx"
         if not p.exists() and int8:
             p = MODELS_DIR / f"{stem}.onnx"
-    else:
-        p = Path(name_or_path)
     if not p.exists():
         raise FileNotFoundError(f"model file {p} does not exist (train it with `emtwin train`)")
     return p
+
+
+def _shipped_stem(name_or_path: str | os.PathLike | None, default_stem: str) -> str | None:
+    """File stem in perception/models of a shipped model named by `name_or_path`, or None when
+    it names a file instead (a bare name that is no file must be a shipped variant)."""
+    if name_or_path is None or name_or_path == "standard":
+        return default_stem
+    if not (isinstance(name_or_path, str) and name_or_path.isidentifier()) or Path(name_or_path).exists():
+        return None
+    variants = shipped_variants(default_stem)
+    if name_or_path not in variants:
+        raise FileNotFoundError(f"model {name_or_path!r}: no such file and no shipped {default_stem} of that name "
+                                f"(shipped: {', '.join(variants) or 'none'})")
+    return f"{default_stem}_{name_or_path}"
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int, mode: str = "reflect") -> tuple[np.ndarray, tuple[int, int]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._common import MODELS_DIR
+from .._common import MODELS_DIR, check_in_range
 
 
 def _command_line() -> str:
@@ -84,12 +84,9 @@ def cmd_segment(args: argparse.Namespace) -> dict:
     from .seg import SegTrainConfig, calibration_batches, check_lr_scale, export_segmenter, train_segmenter
     from .sources import labelled_scenes, visible_labels
 
-    figure_p = float(getattr(args, "figure_aug", 0.0) or 0.0)
-    if not 0.0 <= figure_p <= 1.0:  # before the minutes of data generation
-        raise ValueError(f"--figure-aug = {figure_p!r}: must be a probability in [0, 1]")
-    noise_p = float(getattr(args, "noise_aug", 0.0) or 0.0)
-    if not 0.0 <= noise_p <= 1.0:
-        raise ValueError(f"--noise-aug = {noise_p!r}: must be a probability in [0, 1]")
+    # shares of crops, checked before the minutes of data generation
+    figure_p = check_in_range(getattr(args, "figure_aug", 0.0) or 0.0, "--figure-aug", 0.0, 1.0)
+    noise_p = check_in_range(getattr(args, "noise_aug", 0.0) or 0.0, "--noise-aug", 0.0, 1.0)
     scale = getattr(args, "encoder_lr_scale", None)
     if scale is not None:
         check_lr_scale("--encoder-lr-scale", scale)

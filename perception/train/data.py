@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-from .._common import normalise
+from .._common import check_in_range, normalise
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 
@@ -127,12 +127,8 @@ class LabelledSampler:
         self.images = [normalise(i) for i in images]
         self.labels = labels
         self.crop, self.rng, self.scale_range, self.invert_p = crop, rng, scale_range, invert_p
-        if not 0.0 <= figure_p <= 1.0:
-            raise ValueError(f"figure_p = {figure_p!r}: must be a probability in [0, 1]")
-        self.figure_p = float(figure_p)
-        if not 0.0 <= noise_p <= 1.0:
-            raise ValueError(f"noise_p = {noise_p!r}: must be a probability in [0, 1]")
-        self.noise_p = float(noise_p)
+        self.figure_p = check_in_range(figure_p, "figure_p", 0.0, 1.0)
+        self.noise_p = check_in_range(noise_p, "noise_p", 0.0, 1.0)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         rng, c = self.rng, self.crop
