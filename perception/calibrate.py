@@ -11,6 +11,9 @@ part of it), in the measurement regime of the agent: frames within a fraction of
 field of focus (`focus_sigma_dof`), since the offset grows with defocus blur. Only particles
 that touch no other and are not cut by the frame edge are used: the outline offset is a
 property of an edge against the substrate, while the area hidden in clusters is restored by `perception.occlusion`.
+That restoration overshoots (the ellipse fitted to a free edge bulges into the neighbour), so the
+same frames also give `occluded_gain`: the share of the fitted hidden area that makes the
+touching particles' calibrated diameters sum to their true ones.
 
 What matched pairs cannot see is selection: small or crowded particles that are missed or
 merged shift the mean of what is measured. `system_factor` closes that loop end to end, as a
@@ -59,6 +62,36 @@ def apply_size_calibration(d_px: np.ndarray, cal: dict | None) -> np.ndarray:
     return np.maximum(d - off, 0.5 * d)
 
 
+def _touching_ratio(gain: float, area_px: np.ndarray, hidden_px: np.ndarray, true_px: np.ndarray,
+                    cal: dict) -> float:
+    """Sum of calibrated diameters over sum of true ones, with `gain` x the hidden area added."""
+    d = np.sqrt(4.0 * (area_px + gain * hidden_px) / np.pi)
+    return float(apply_size_calibration(d, cal).sum() / true_px.sum())
+
+
+def fit_occluded_gain(area_px: np.ndarray, hidden_px: np.ndarray, true_px: np.ndarray, cal: dict,
+                      max_gain: float = 2.0, min_pairs: int = 20) -> float:
+    """Gain on the hidden area (`perception.occlusion`) of touching particles that makes the sum of
+    their calibrated diameters equal the true sum (bisection; clipped to [0, max_gain]).
+
+    area_px: visible area (px); hidden_px: hidden area the fill added (px); true_px: true
+    diameters (px). Needs `min_pairs` particles with a hidden area."""
+    a, h, t = (np.asarray(x, float) for x in (area_px, hidden_px, true_px))
+    if not (a.shape == h.shape == t.shape) or a.ndim != 1:
+        raise ValueError(f"area_px {a.shape}, hidden_px {h.shape}, true_px {t.shape}: must be 1-D of equal length")
+    if int((h > 0).sum()) < min_pairs:
+        raise ValueError(f"{int((h > 0).sum())} touching particles with a hidden area: need {min_pairs} or more")
+    lo, hi = 0.0, float(max_gain)
+    if _touching_ratio(lo, a, h, t, cal) >= 1.0:
+        return lo
+    if _touching_ratio(hi, a, h, t, cal) <= 1.0:
+        return hi
+    for _ in range(40):  # the ratio grows monotonically with the gain
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _touching_ratio(mid, a, h, t, cal) < 1.0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
 def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 12345,
                     shape: tuple[int, int] = (512, 512), progress: bool = True,
                     focus_sigma_dof: float = 0.25) -> dict:
@@ -78,18 +111,24 @@ def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 1
     path = Path(resolve_model(model, "segmenter"))
     seg = Segmenter(path, calibrated=False)
     gen = ScenarioFrameGenerator(seed=seed, shape_px=shape, split="train", focus_sigma_dof=focus_sigma_dof)
-    pred, true = [], []
+    pred, true, touch = [], [], []
     for i in range(n_frames):
         img, gt, d_true = gen.labelled_frame_sizes()
         res = seg.segment(img, 1e-9)
         gi, pi = matched_pairs(gt, res.labels)
-        # gt is relabelled 1..n: index i is label i + 1; keep particles clear of others and of the frame edge
-        free = ~np.isin(gi + 1, touching_labels(gt)) & ~np.isin(gi + 1, border_labels(gt))
+        # gt is relabelled 1..n: index i is label i + 1; isolated = clear of others and of the frame edge
+        inside = ~np.isin(gi + 1, border_labels(gt))
+        touching = np.isin(gi + 1, touching_labels(gt))
+        free, crowded = inside & ~touching, inside & touching
         pred.append(res.particles["equivalent_diameter_m"][pi[free]] / 1e-9)
         true.append(d_true[gi[free]])
+        touch.append(np.stack([res.particles["area_px"][pi[crowded]], res.particles["occluded_px"][pi[crowded]],
+                               d_true[gi[crowded]]]))
         if progress and (i + 1) % 20 == 0:
             print(f"[calibrate] {i + 1}/{n_frames} frames", flush=True)
     cal = fit_size_calibration(np.concatenate(pred), np.concatenate(true))
+    if seg.fill_occluded:
+        cal.update(_gain_fit(np.concatenate(touch, axis=1), cal))
     cal.update(frames=n_frames, seed=seed, shape_px=list(shape), split="train seeds of the shipped SEM scenarios",
                reference="specimen projected-area-equivalent diameter of particles touching no other", focus_sigma_dof=focus_sigma_dof,
                fill_occluded=seg.fill_occluded,
@@ -99,6 +138,16 @@ def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 1
     rec["size_calibration"] = cal
     rec_path.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
     return cal
+
+
+def _gain_fit(touch: np.ndarray, cal: dict) -> dict:
+    """`occluded_gain` and the touching particles' size bias before and after it (rows of
+    `touch`: visible area px, hidden area px, true diameter px)."""
+    area, hidden, true = touch
+    gain = fit_occluded_gain(area, hidden, true, cal)
+    return {"occluded_gain": gain, "touching_pairs": int(true.size),
+            "touching_bias_gain1": _touching_ratio(1.0, area, hidden, true, cal) - 1.0,
+            "touching_bias": _touching_ratio(gain, area, hidden, true, cal) - 1.0}
 
 
 def fit_system_factor(episodes: list[dict], current: float = 1.0) -> dict:

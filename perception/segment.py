@@ -122,7 +122,8 @@ class Segmenter:
     particles saturate and the network splits them and marks noise. 99.9 % keeps the white
     point on particles down to ~0.1 % particle cover (see docs/perception.md). fill_occluded:
     add to each touching particle the area hidden under its neighbours (`perception.occlusion`),
-    so that diameters are projected-area-equivalent also in clusters (column `occluded_px`).
+    so that diameters are projected-area-equivalent also in clusters (column `occluded_px`), times
+    the calibration's `occluded_gain` (1 without one, or with calibrated=False).
     split_solidity: instances less solid than this (two particles merged through a neck) are
     split on their distance transform (`instances.split_concave`; 0 never splits). Merges lose
     the smaller particle of a touching pair, which biased the mean diameter up by ~1.5 % on
@@ -155,6 +156,7 @@ class Segmenter:
         self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, MAX_CONTRAST_SNR)
         self.white_pct = check_positive(white_pct, "white_pct", 50.0, 100.0)
         self.fill_occluded = bool(fill_occluded)
+        self.occluded_gain = float((self.size_calibration or {}).get("occluded_gain", 1.0))
         self.split_solidity = check_in_range(split_solidity, "split_solidity", 0.0, 1.0)
         self.merge_solidity = check_in_range(merge_solidity, "merge_solidity", 0.0, 1.0)
 
@@ -231,7 +233,7 @@ class Segmenter:
             s = float(scale)
             labels, fg = self._labels_at(image, s, invert)
         labels, snr = drop_insignificant(image, labels, self.min_contrast_snr)
-        hidden = occluded_area_px(labels) if self.fill_occluded else None
+        hidden = occluded_area_px(labels) * self.occluded_gain if self.fill_occluded else None
         table = particle_table(labels, px, confidence_map=fg, contrast_snr=snr, occluded_px=hidden)
         sure = weighted_confidence(table) if len(table) else float(1.0 - fg.mean())
         return Segmentation(labels, self._calibrate(table, px, s)), sure

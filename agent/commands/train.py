@@ -212,7 +212,12 @@ def _focus(sub) -> None:
 
 def _calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a segmenter's sizing calibration on train-seed twin frames "
-                                         "and store it in the model's JSON record")
+                                         "and store it in the model's JSON record",
+                       description="Fit the diameter offset of the segmenter's outlines (particles touching no "
+                                   "other) and the gain on the hidden area its occlusion fill adds to touching "
+                                   "particles, on labelled train-seed scenario frames, and store both in the "
+                                   "model's JSON record (this drops an earlier end-to-end factor: refit it with "
+                                   "--agent-episodes). See docs/perception.md.")
     p.add_argument("--model", default=None,
                    help="segmenter .onnx, or a shipped one by name (standard, lite); the fit is written into "
                         "the JSON record next to it [standard]")
@@ -232,6 +237,10 @@ def _calibrate(sub) -> None:
         cal = calibrate_model(args.model, n_frames=args.n_frames, seed=args.seed, focus_sigma_dof=args.focus_sigma_dof)
         rows = ", ".join(f"{d:.1f} px: {o:+.2f} px" for d, o in zip(cal["d_px"], cal["offset_px"]))
         print(f"diameter offset by predicted size: {rows} ({sum(cal['pairs'])} matched particles, {cal['time_s']} s)")
+        if "occluded_gain" in cal:
+            print(f"hidden-area gain of touching particles: {cal['occluded_gain']:.3f} ({cal['touching_pairs']} "
+                  f"matched; their size bias {cal['touching_bias_gain1']:+.2%} with the whole fitted hidden area, "
+                  f"{cal['touching_bias']:+.2%} with the gain)")
         return 0
 
     p.set_defaults(func=func)

@@ -68,3 +68,49 @@ def test_system_factor_is_the_inverse_geometric_mean_on_train_seeds_only():
         fit_system_factor(eps + [{"scenario": "default", "seed": 100, "rel_error": 0.0}])
     with pytest.raises(ValueError, match="at least 3"):
         fit_system_factor(eps[:2])
+
+
+def test_occluded_gain_recovers_the_share_of_the_hidden_area():
+    from perception.calibrate import fit_occluded_gain
+
+    rng = np.random.default_rng(1)
+    area, hidden = rng.uniform(50, 400, 300), rng.uniform(0, 80, 300)
+    true = np.sqrt(4 * (area + 0.4 * hidden) / np.pi)  # the fill overshoots 2.5x
+    cal = {"d_px": [10.0], "offset_px": [0.0]}
+    assert fit_occluded_gain(area, hidden, true, cal) == pytest.approx(0.4, abs=1e-3)
+    # clipped: even no fill is too large, or even twice the fill too small
+    assert fit_occluded_gain(area, hidden, true * 0.5, cal) == 0.0
+    assert fit_occluded_gain(area, hidden, true * 2.0, cal, max_gain=2.0) == 2.0
+
+
+def test_occluded_gain_refuses_too_few_or_mismatched_pairs():
+    from perception.calibrate import fit_occluded_gain
+
+    cal = {"d_px": [10.0], "offset_px": [0.0]}
+    with pytest.raises(ValueError, match="hidden area: need 20"):
+        fit_occluded_gain(np.full(30, 100.0), np.r_[np.ones(5), np.zeros(25)], np.full(30, 11.0), cal)
+    with pytest.raises(ValueError, match="equal length"):
+        fit_occluded_gain(np.ones(3), np.ones(3), np.ones(4), cal)
+
+
+def test_segmenter_scales_the_hidden_area_by_the_recorded_gain(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import perception.segment as segment_module
+    from perception._common import MODELS_DIR
+
+    for ext in (".onnx", ".json"):
+        shutil.copy(MODELS_DIR / f"segmenter_lite{ext}", tmp_path / f"seg{ext}")
+    rec = json.loads((tmp_path / "seg.json").read_text())
+    rec["size_calibration"]["occluded_gain"] = 0.25
+    (tmp_path / "seg.json").write_text(json.dumps(rec))
+    monkeypatch.setattr(segment_module, "occluded_area_px", lambda lab: np.full(int(lab.max()), 40.0))
+    yy, xx = np.mgrid[:128, :128]
+    img = np.where((yy - 64) ** 2 + (xx - 64) ** 2 < 64, 50000, 8000).astype(np.uint16)
+    got = {}
+    for name, kw in (("gain", {}), ("raw", {"calibrated": False})):
+        seg = Segmenter(tmp_path / "seg.onnx", **kw)
+        got[name] = seg.segment(img, 5e-9).particles["occluded_px"]
+    assert Segmenter(tmp_path / "seg.onnx").occluded_gain == 0.25
+    assert len(got["gain"]) >= 1 and set(got["gain"]) == {10} and set(got["raw"]) == {40}
