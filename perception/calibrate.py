@@ -23,6 +23,7 @@ the true mean diameter, and `fit_system_factor` stores its inverse (geometric me
 """
 from __future__ import annotations
 
+import sys
 from typing import Iterable
 
 import numpy as np
@@ -130,7 +131,8 @@ def calibrate_model(model: str | None = None, n_frames: int = 120, seed: int = 1
     if seg.fill_occluded:
         cal.update(_gain_fit(np.concatenate(touch, axis=1), cal))
     cal.update(frames=n_frames, seed=seed, shape_px=list(shape), split="train seeds of the shipped SEM scenarios",
-               reference="specimen projected-area-equivalent diameter of particles touching no other", focus_sigma_dof=focus_sigma_dof,
+               reference="specimen projected-area-equivalent diameter: offsets from particles touching no other, "
+                         "occluded_gain from touching ones", focus_sigma_dof=focus_sigma_dof,
                fill_occluded=seg.fill_occluded,
                time_s=round(time.time() - t0, 1))
     rec_path = path.with_name(path.stem.replace("_int8", "") + ".json")
@@ -144,7 +146,11 @@ def _gain_fit(touch: np.ndarray, cal: dict) -> dict:
     """`occluded_gain` and the touching particles' size bias before and after it (rows of
     `touch`: visible area px, hidden area px, true diameter px)."""
     area, hidden, true = touch
-    gain = fit_occluded_gain(area, hidden, true, cal)
+    try:
+        gain = fit_occluded_gain(area, hidden, true, cal)
+    except ValueError as err:  # too few touching particles on these frames: keep the whole fill
+        print(f"[calibrate] no hidden-area gain fitted ({err}); the fill stays at 1", file=sys.stderr)
+        return {}
     return {"occluded_gain": gain, "touching_pairs": int(true.size),
             "touching_bias_gain1": _touching_ratio(1.0, area, hidden, true, cal) - 1.0,
             "touching_bias": _touching_ratio(gain, area, hidden, true, cal) - 1.0}

@@ -114,3 +114,11 @@ def test_segmenter_scales_the_hidden_area_by_the_recorded_gain(tmp_path, monkeyp
         got[name] = seg.segment(img, 5e-9).particles["occluded_px"]
     assert Segmenter(tmp_path / "seg.onnx").occluded_gain == 0.25
     assert len(got["gain"]) >= 1 and set(got["gain"]) == {10} and set(got["raw"]) == {40}
+
+
+def test_too_few_touching_particles_leave_the_fill_whole(capsys):
+    from perception.calibrate import _gain_fit
+
+    touch = np.array([[100.0, 120.0], [10.0, 0.0], [11.0, 12.0]])  # visible px, hidden px, true diameter px
+    assert _gain_fit(touch, {"d_px": [10.0], "offset_px": [0.0]}) == {}
+    assert "no hidden-area gain" in capsys.readouterr().err
