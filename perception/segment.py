@@ -156,7 +156,8 @@ class Segmenter:
         self.min_contrast_snr = check_in_range(min_contrast_snr, "min_contrast_snr", 0.0, MAX_CONTRAST_SNR)
         self.white_pct = check_positive(white_pct, "white_pct", 50.0, 100.0)
         self.fill_occluded = bool(fill_occluded)
-        self.occluded_gain = float((self.size_calibration or {}).get("occluded_gain", 1.0))
+        self.occluded_gain = check_in_range((self.size_calibration or {}).get("occluded_gain", 1.0),
+                                            f"occluded_gain in {self.model_path.name}'s record", 0.0, 2.0)
         self.split_solidity = check_in_range(split_solidity, "split_solidity", 0.0, 1.0)
         self.merge_solidity = check_in_range(merge_solidity, "merge_solidity", 0.0, 1.0)
 

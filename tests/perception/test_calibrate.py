@@ -122,3 +122,19 @@ def test_too_few_touching_particles_leave_the_fill_whole(capsys):
     touch = np.array([[100.0, 120.0], [10.0, 0.0], [11.0, 12.0]])  # visible px, hidden px, true diameter px
     assert _gain_fit(touch, {"d_px": [10.0], "offset_px": [0.0]}) == {}
     assert "no hidden-area gain" in capsys.readouterr().err
+
+
+def test_a_malformed_gain_in_the_record_is_refused_by_name(tmp_path):
+    import json
+    import shutil
+
+    from perception._common import MODELS_DIR, PerceptionInputError
+
+    for ext in (".onnx", ".json"):
+        shutil.copy(MODELS_DIR / f"segmenter_lite{ext}", tmp_path / f"seg{ext}")
+    rec = json.loads((tmp_path / "seg.json").read_text())
+    rec["size_calibration"]["occluded_gain"] = float("nan")
+    (tmp_path / "seg.json").write_text(json.dumps(rec))
+    with pytest.raises(PerceptionInputError, match="occluded_gain in seg.onnx's record"):
+        Segmenter(tmp_path / "seg.onnx")
+    assert Segmenter(tmp_path / "seg.onnx", calibrated=False).occluded_gain == 1.0
