@@ -52,7 +52,6 @@ class _Channel:
 
     def __init__(self, ctx: zmq.Context, endpoint: str, curve: tuple[bytes, bytes, bytes] | None):
         self.curve = curve is not None
-        self.note = ""  # told to the caller on timeout
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         if curve is not None:
@@ -107,7 +106,12 @@ class _Channel:
                 "CurveZMQ handshake failed: the server's public key is not the one given (server.key), "
                 "or the server does not use CurveZMQ"
             )
-        self.note = " (a handshake with the server failed: does it require CurveZMQ keys?)"
+        # A plain client: the server hung up on the greeting before saying why. Which side spots the
+        # mechanism mismatch first is a race, and a NULL-mechanism handshake fails for no other reason.
+        raise AccessDeniedError(
+            "security mismatch: the handshake failed, so the server most likely requires CurveZMQ keys "
+            "(client_keys=...)"
+        )
 
     def close(self) -> None:
         with contextlib.suppress(zmq.ZMQError):
@@ -191,7 +195,7 @@ class RemoteMicroscope(Microscope):
             self._discard(channel)
             raise DriverTimeout(
                 f"no reply to {method}() from {self.endpoint} within {wait_s:.3g} s (server down, busy or "
-                f"unreachable){channel.note}; the connection was reset and the next call reconnects"
+                f"unreachable); the connection was reset and the next call reconnects"
             )
         self._checkin(channel)
         return answer

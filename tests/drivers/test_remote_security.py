@@ -113,3 +113,18 @@ def test_keys_allow_a_non_loopback_bind() -> None:
     check_exposure(["tcp://0.0.0.0:5555", "tcp://*:5556"], secured=True)  # no error, nothing bound
     with pytest.raises(InvalidArgumentError):
         check_exposure(["tcp://0.0.0.0:5555"], secured=False)
+
+
+@pytest.mark.parametrize("curve", [False, True])
+@pytest.mark.parametrize("kind", ["NO_DETAIL", "PROTOCOL"])
+def test_every_handshake_failure_is_named_at_once(curve, kind) -> None:
+    """Which side spots a security mismatch first is a race: either event must raise, never time out."""
+    from drivers.remote.client import _Channel
+
+    event = {"NO_DETAIL": (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, 0),
+             "PROTOCOL": (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)}[kind]
+    channel = _Channel.__new__(_Channel)
+    channel.curve = curve
+    want = "CurveZMQ" if kind == "NO_DETAIL" or not curve else "does not use CurveZMQ"
+    with pytest.raises(AccessDeniedError, match=want):
+        channel._handshake_failed({"event": event[0], "value": event[1]})
