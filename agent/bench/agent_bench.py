@@ -156,8 +156,10 @@ def run_agent_benchmark(scenarios: Sequence[str], policies: Sequence[str], seeds
                         scheduler: str | None = None, segmenter: str = "classical", fast: bool = False,
                         max_frames: int | None = None, max_instrument_s: float | None = None,
                         target_rel_precision: float | None = None, progress: bool = True,
-                        plots: bool = True, split: str = "test") -> dict[str, Any]:
+                        plots: bool = True, split: str = "test",
+                        policy_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the sweep, aggregate, write `out` (results.json, results.md, episodes.jsonl, PNGs), check.
+    policy_options: {name: value} for the policies that take them (see `sweep.expand`).
 
     Returns the result dict: options, aggregate, table, episodes and (with `thresholds`) the
     check outcomes under "check" and `ok` False if a bound regressed.
@@ -165,7 +167,8 @@ def run_agent_benchmark(scenarios: Sequence[str], policies: Sequence[str], seeds
     if thresholds is not None:
         load_thresholds(thresholds)  # fail on a bad file before hours of episodes
     specs = expand(scenarios, policies, seeds, segmenter=segmenter, fast=fast, max_frames=max_frames,
-                   max_instrument_s=max_instrument_s, target_rel_precision=target_rel_precision, split=split)
+                   max_instrument_s=max_instrument_s, target_rel_precision=target_rel_precision, split=split,
+                   policy_options=policy_options)
     on_result = None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -179,7 +182,7 @@ def run_agent_benchmark(scenarios: Sequence[str], policies: Sequence[str], seeds
         "options": {"scenarios": list(scenarios), "policies": list(policies), "seeds": seeds, "executor": executor,
                     "workers": workers, "segmenter": segmenter, "fast": fast, "max_frames": max_frames,
                     "max_instrument_s": max_instrument_s, "target_rel_precision": target_rel_precision,
-                    "split": split},
+                    "split": split, "policy_options": dict(policy_options or {})},
         "aggregate": agg,
         "ratios": {sc: {f"{a}/{b}": {fig: ratio(agg, sc, a, b, fig) for fig in ("instrument_s", "electrons")}
                         for a, b in TABLE_RATIOS + tuple((p, "oracle") for p in policies if p != "oracle")

@@ -83,6 +83,8 @@ def add_sweep_options(p: argparse.ArgumentParser) -> None:
                    help="cap instrument seconds per episode")
     p.add_argument("--target-rel-precision", type=float, default=None, metavar="R",
                    help="override every scenario's target (e.g. 0.05)")
+    p.add_argument("--policy-option", action="append", default=None, metavar="NAME=VALUE",
+                   help="option for the policies that take it, e.g. field_choice=size_blind (bayes); repeatable")
     p.add_argument("--no-plots", action="store_true", help="do not write PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -105,6 +107,20 @@ def add_agent_parser(kinds: argparse._SubParsersAction) -> argparse.ArgumentPars
     return a
 
 
+def _policy_options(policies: list[str], items: list[str] | None) -> dict[str, Any]:
+    """`--policy-option` values, each checked against a selected policy that takes it."""
+    from ..policies import POLICIES, parse_policy_options
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        name = item.partition("=")[0].strip()
+        takers = [p for p in policies if p in POLICIES and name in POLICIES[p].option_names]
+        if not takers:
+            raise ValueError(f"--policy-option {item!r}: taken by none of the policies {policies}")
+        out.update(parse_policy_options(takers[0], [item]))
+    return out
+
+
 def run_agent_command(args: argparse.Namespace) -> int:
     """`emtwin bench agent`: run, print the table (and the check), write --out; 1 on a regression."""
     from ..policies import POLICIES
@@ -121,7 +137,7 @@ def run_agent_command(args: argparse.Namespace) -> int:
         workers=args.workers, scheduler=args.scheduler, segmenter=args.segmenter or default_segmenter(),
         fast=args.fast, max_frames=args.max_frames, max_instrument_s=args.max_instrument_s,
         target_rel_precision=args.target_rel_precision, progress=not args.no_progress, plots=not args.no_plots,
-        split=args.split)
+        split=args.split, policy_options=_policy_options(policies, args.policy_option))
     print(result["table"])
     failed = [e for e in result["episodes"] if e.get("error")]
     for e in failed:

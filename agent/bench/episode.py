@@ -31,7 +31,7 @@ def make_segmenter(kind: str = "onnx") -> Any:
 
 def run_episode(scenario: str, policy: str, seed: int, target_rel_precision: float | None = None,
                 segmenter: str = "onnx", max_frames: int | None = None, max_instrument_s: float | None = None,
-                fast: bool = False) -> dict[str, Any]:
+                fast: bool = False, policy_options: Any = ()) -> dict[str, Any]:
     """Run `policy` on `scenario` with twin seed `seed`; return the summary with truth scores.
 
     `fast` uses smaller frames (384×512) for smoke runs. Errors are returned, not raised:
@@ -41,14 +41,15 @@ def run_episode(scenario: str, policy: str, seed: int, target_rel_precision: flo
     base = {"scenario": scenario, "policy": policy, "seed": int(seed)}
     try:
         return {**base, **_episode(scenario, policy, seed, target_rel_precision, segmenter, max_frames,
-                                   max_instrument_s, fast), "wall_s": time.time() - t0}
+                                   max_instrument_s, fast, dict(policy_options or ())), "wall_s": time.time() - t0}
     except Exception as exc:  # noqa: BLE001 - a failing episode is reported, the sweep goes on
         return {**base, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6),
                 "success": False, "wall_s": time.time() - t0}
 
 
 def _episode(scenario: str, policy: str, seed: int, target: float | None, segmenter: str,
-             max_frames: int | None, max_instrument_s: float | None, fast: bool) -> dict[str, Any]:
+             max_frames: int | None, max_instrument_s: float | None, fast: bool,
+             policy_options: dict[str, Any] | None = None) -> dict[str, Any]:
     from twin import TwinMicroscope, truth
 
     from ..groundtruth import OracleTruth, add_truth
@@ -66,7 +67,7 @@ def _episode(scenario: str, policy: str, seed: int, target: float | None, segmen
         per_mode=sc.task.per_mode,
         budget=Budget(max_instrument_s=max_instrument_s or sc.budget.max_instrument_s,
                       max_electrons=sc.budget.max_electrons, max_frames=max_frames or sc.budget.max_frames),
-        settings=settings, save_frames=False,
+        settings=settings, save_frames=False, policy_options=dict(policy_options or {}),
     )
     with tempfile.TemporaryDirectory(prefix="emtwin-bench-") as out:
         cfg.out = out

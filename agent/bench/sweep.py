@@ -43,6 +43,7 @@ class EpisodeSpec:
     max_frames: int | None = None
     max_instrument_s: float | None = None
     target_rel_precision: float | None = None
+    policy_options: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs the policy takes
     label: str = ""  # the scenario's name (results are grouped by it)
 
     def kwargs(self) -> dict[str, Any]:
@@ -70,9 +71,12 @@ def benchmark_seeds(train_seeds: Sequence[int], test_seeds: Sequence[int], n: in
 
 def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, segmenter: str = "classical",
            fast: bool = False, max_frames: int | None = None, max_instrument_s: float | None = None,
-           target_rel_precision: float | None = None, split: str = "test") -> list[EpisodeSpec]:
+           target_rel_precision: float | None = None, split: str = "test",
+           policy_options: dict[str, Any] | None = None) -> list[EpisodeSpec]:
     """Every (scenario, policy, seed) episode, scenarios validated; seeds from their test lists, or
-    with split="train" the first N train seeds (for calibration runs that no benchmark may score)."""
+    with split="train" the first N train seeds (for calibration runs that no benchmark may score).
+    policy_options: {name: value} given to each policy that takes that option (`option_names`);
+    an option that no selected policy takes is an error."""
     from twin import load_scenario
     from twin.config import scenario_path, scenarios_dir
 
@@ -93,6 +97,10 @@ def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, s
         raise ValueError(f"max_instrument_s = {max_instrument_s}: must be > 0")
     if target_rel_precision is not None and not 0 < target_rel_precision < 1:
         raise ValueError(f"target_rel_precision = {target_rel_precision}: must be in (0, 1)")
+    opts = dict(policy_options or {})
+    unused = [k for k in opts if not any(k in POLICIES[p].option_names for p in policies)]
+    if unused:
+        raise ValueError(f"policy options {unused}: taken by none of the policies {list(policies)}")
     specs, labels = [], {}
     for name in dict.fromkeys(scenarios):  # in order, each once
         sc = load_scenario(name)  # raises on unknown names and invalid files
@@ -104,9 +112,10 @@ def expand(scenarios: Sequence[str], policies: Sequence[str], n_seeds: int, *, s
         for policy in dict.fromkeys(policies):
             seeds = (benchmark_seeds(sc.train_seeds, sc.test_seeds, n_seeds) if split == "test"
                      else list(sc.train_seeds)[:n_seeds])
+            mine = tuple(sorted((k, v) for k, v in opts.items() if k in POLICIES[policy].option_names))
             for seed in seeds:
                 specs.append(EpisodeSpec(ref, policy, seed, segmenter, fast, max_frames, max_instrument_s,
-                                         target_rel_precision, label=sc.name))
+                                         target_rel_precision, mine, label=sc.name))
     return specs
 
 

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keys", default=None, help="CurveZMQ key directory for remote drivers")
     p.add_argument("--host", default=None, help="vendor driver host")
     p.add_argument("--port", type=int, default=None, help="vendor driver port")
+    p.add_argument("--policy-option", action="append", default=None, metavar="NAME=VALUE",
+                   help="policy option, e.g. field_choice=size_blind or frame_scale=1 (bayes); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -50,9 +52,9 @@ def _driver_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..policies import policy_class
+    from ..policies import parse_policy_options
 
-    policy_class(args.policy)  # validate before connecting to anything
+    options = parse_policy_options(args.policy, args.policy_option)  # validate before connecting to anything
     if args.resume:
         return _resume(args)
     from ..connect import open_driver
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         budget=Budget(max_instrument_s=args.max_instrument_s or budget.get("max_instrument_s", 3600.0),
                       max_electrons=budget.get("max_electrons", 1e15),
                       max_frames=args.max_frames or budget.get("max_frames", 2000)),
-        save_frames=not args.no_frames,
+        save_frames=not args.no_frames, policy_options=options,
     )
     return _execute(cfg, scope, state=None, resume=False, quiet=args.quiet)
 

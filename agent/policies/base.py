@@ -14,6 +14,10 @@ class Policy(ABC):
     """A way to run the experiment. State that must survive a resume lives in `self.state`."""
 
     name: str = "policy"
+    #: options `--policy-option NAME=VALUE` may set (`RunConfig.policy_options`)
+    option_names: tuple[str, ...] = ()
+    #: the allowed values of word-valued options
+    option_choices: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, session: Session, **options: Any):
         self.session = session

@@ -10,6 +10,7 @@ from .base import Policy, serpentine
 
 class RasterPolicy(Policy):
     name = "raster"
+    option_names = ("fixed_count",)
 
     def run(self) -> None:
         s = self.session

@@ -44,6 +44,9 @@ def test_frames_open_in_rosettasciio_with_the_right_scale(tmp_path):
     (["run", "no-such-scenario", "--no-frames"], "no-such-scenario"),
     (["render", "default", "--fov-m", "-1", "--out", "x.tif"], "fov_m"),
     (["run", "--driver", "bogus://x"], "driver = 'bogus://x'"),
+    (["run", "--policy-option", "field_choice=largest"], "must be one of yield, size_blind"),
+    (["run", "--policy", "spiral", "--policy-option", "frame_scale=1"], "spiral takes no options"),
+    (["bench", "agent", "--policies", "raster", "--policy-option", "field_choice=size_blind"], "taken by none"),
 ])
 def test_bad_arguments_give_one_line_errors(argv, message, tmp_path, capsys):
     argv = [a.replace("x.tif", str(tmp_path / "x.tif")) for a in argv]
