@@ -94,8 +94,9 @@ class BayesPolicy(Policy):
 
     def field_choice(self) -> str:
         """Policy option `field_choice`: "yield" (default) ranks candidate fields by the particles
-        the survey sees in them; "size_blind" gives every non-empty candidate the mean yield, so
-        travel and refocus time alone pick among them. The survey (50 nm pixels) sees large
+        the survey sees in them; "size_blind" measures the cheapest (travel, refocus) candidate
+        that holds a survey site and lies wholly inside survey frames, while the decision to
+        survey more still weighs the best yield. The survey (50 nm pixels) sees large
         particles rather than small ones, so "yield" favours fields rich in large particles: on
         the bimodal scenario the measured fields' particles were up to 7 % larger than the
         specimen's (docs/benchmarks.md, nineteenth session)."""
@@ -180,8 +181,7 @@ class BayesPolicy(Policy):
         if len(fresh) == 0:
             return None
         n = max(len(s.catalog), 1)
-        count = fresh.count if self.field_choice() == "yield" else np.full(len(fresh), fresh.count.mean())
-        k = count * self.detection_ratio()
+        k = fresh.count * self.detection_ratio()
         info = 0.5 * np.log((n + k) / n)
         pose = s.scope.stage()
         cost = np.array([travel_s((pose.x_m, pose.y_m), (x, y)) for x, y in zip(fresh.x_m, fresh.y_m)])
@@ -190,7 +190,25 @@ class BayesPolicy(Policy):
         cost += unsure * self.focus_cost_s()
         rate = info / cost
         i = int(np.argmax(rate))
+        if self.field_choice() == "size_blind":  # the cheapest whole-surveyed candidate, whatever it holds
+            whole = self.fully_surveyed(fresh.x_m, fresh.y_m)
+            if whole.any():
+                j = int(np.flatnonzero(whole)[np.argmin(cost[whole])])
+                return (float(fresh.x_m[j]), float(fresh.y_m[j])), float(rate[i])
         return (float(fresh.x_m[i]), float(fresh.y_m[i])), float(rate[i])
+
+    def fully_surveyed(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Mask of field-sized cells centred at (x, y) whose four corners all lie in survey frames
+        (a cell on a survey frame's edge shows only part of its sites)."""
+        s = self.session
+        hw, hh = s.settings.fov_m / 2, s.settings.field_height_m / 2
+        ok = np.ones(np.shape(x), dtype=bool)
+        for dx, dy in ((-hw, -hh), (-hw, hh), (hw, -hh), (hw, hh)):
+            inside = np.zeros(np.shape(x), dtype=bool)
+            for sx, sy, w, h in s.state.survey_fields:
+                inside |= (np.abs(x + dx - sx) <= w / 2) & (np.abs(y + dy - sy) <= h / 2)
+            ok &= inside
+        return ok
 
     def survey_rate(self) -> float:
         """Information per second expected from surveying: a new block's fields, discounted."""

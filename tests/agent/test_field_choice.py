@@ -1,5 +1,6 @@
 """bayes picks fields by survey yield, or with field_choice=size_blind by cost alone among
-non-empty ones (the survey sees large particles rather than small ones: yield favours them)."""
+non-empty, wholly surveyed ones (the survey sees large particles rather than small ones:
+yield favours them)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -20,7 +21,8 @@ def _policy(**options) -> BayesPolicy:
     pitch = settings.fov_m + settings.field_gap_m
     x = np.r_[pitch, np.full(20, 8 * pitch)]
     sites = Sites(x, np.zeros_like(x), np.full(x.size, 1e-14))
-    state = SimpleNamespace(fields=[], survey_fields=[], sites=sites, focus_results=[])
+    survey = [(4 * pitch, 0.0, 10 * pitch, 2 * pitch)]  # (x, y, w, h): both cells wholly inside
+    state = SimpleNamespace(fields=[], survey_fields=survey, sites=sites, focus_results=[])
     pol = BayesPolicy.__new__(BayesPolicy)
     pol.options, pol.state = options, {}
     pol.session = SimpleNamespace(settings=settings, state=state, catalog=[0] * 100,
@@ -34,8 +36,16 @@ def test_yield_goes_to_the_crowded_field_and_size_blind_to_the_near_one():
     (x, _), _ = pol.best_field()
     assert x == pytest.approx(8 * pitch)
     pol, pitch = _policy(field_choice="size_blind")
-    (x, _), _ = pol.best_field()
+    (x, _), rate = pol.best_field()
     assert x == pytest.approx(pitch)
+    assert rate == pytest.approx(_policy()[0].best_field()[1])  # surveying more is weighed as before
+
+
+def test_size_blind_skips_cells_on_a_survey_frame_edge():
+    pol, pitch = _policy(field_choice="size_blind")
+    pol.session.state.survey_fields = [(5 * pitch, 0.0, 8 * pitch, 2 * pitch)]  # the near cell sticks out
+    (x, _), _ = pol.best_field()
+    assert x == pytest.approx(8 * pitch)
 
 
 def test_field_choice_is_validated():
