@@ -191,11 +191,20 @@ class BayesPolicy(Policy):
         rate = info / cost
         i = int(np.argmax(rate))
         if self.field_choice() == "size_blind":  # the cheapest whole-surveyed candidate, whatever it holds
-            whole = self.fully_surveyed(fresh.x_m, fresh.y_m)
+            whole = self.fully_surveyed(fresh.x_m, fresh.y_m) & ~self.near_measured(fresh.x_m, fresh.y_m)
             if whole.any():
                 j = int(np.flatnonzero(whole)[np.argmin(cost[whole])])
                 return (float(fresh.x_m[j]), float(fresh.y_m[j])), float(rate[i])
         return (float(fresh.x_m[i]), float(fresh.y_m[i])), float(rate[i])
+
+    def near_measured(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Mask of cells centred less than a field's width and height from a measured field: a site
+        that a stage error left outside that field must not pull the next frame back onto it."""
+        s = self.session
+        near = np.zeros(np.shape(x), dtype=bool)
+        for f in s.state.fields:
+            near |= (np.abs(x - f.x_m) < s.settings.fov_m) & (np.abs(y - f.y_m) < s.settings.field_height_m)
+        return near
 
     def fully_surveyed(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Mask of field-sized cells centred at (x, y) whose four corners all lie in survey frames

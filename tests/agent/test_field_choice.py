@@ -74,3 +74,13 @@ def test_sweep_gives_each_policy_only_its_options():
     assert got == {"bayes": {"field_choice": "size_blind"}, "raster": {}}
     with pytest.raises(ValueError, match="taken by none"):
         expand(["default"], ["spiral"], 1, policy_options={"field_choice": "size_blind"})
+
+
+def test_size_blind_does_not_return_onto_a_measured_field():
+    pol, pitch = _policy(field_choice="size_blind")
+    fov = pol.session.settings.fov_m
+    f = SimpleNamespace(x_m=pitch - 0.55 * fov, y_m=0.0, fov_m=fov, height_m=1.0, detected=5)
+    pol.session.state.fields = [f]  # a stage error left the near cell's site just outside this field
+    assert not pol.visited_mask(np.array([pitch]), np.array([0.0]))[0]
+    (x, _), _ = pol.best_field()
+    assert x == pytest.approx(8 * pitch)
