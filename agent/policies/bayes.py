@@ -95,8 +95,8 @@ class BayesPolicy(Policy):
     def field_choice(self) -> str:
         """Policy option `field_choice`: "yield" (default) ranks candidate fields by the particles
         the survey sees in them; "size_blind" measures the cheapest (travel, refocus) candidate
-        that holds a survey site and lies wholly inside survey frames, while the decision to
-        survey more still weighs the best yield. The survey (50 nm pixels) sees large
+        that holds a survey site, lies wholly inside survey frames and is not next to a measured
+        field, while the decision to survey more still weighs the best yield. The survey (50 nm pixels) sees large
         particles rather than small ones, so "yield" favours fields rich in large particles: on
         the bimodal scenario the measured fields' particles were up to 7 % larger than the
         specimen's (docs/benchmarks.md, nineteenth session)."""

@@ -195,7 +195,7 @@ class RemoteMicroscope(Microscope):
             self._discard(channel)
             raise DriverTimeout(
                 f"no reply to {method}() from {self.endpoint} within {wait_s:.3g} s (server down, busy or "
-                f"unreachable); the connection was reset and the next call reconnects"
+                "unreachable); the connection was reset and the next call reconnects"
             )
         self._checkin(channel)
         return answer
