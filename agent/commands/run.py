@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = parse_policy_options(args.policy, args.policy_option)  # validate before connecting to anything
     if args.resume:
+        if options:
+            raise ValueError("--policy-option with --resume: a resumed run keeps the options it started with")
         return _resume(args)
     from ..connect import open_driver
     from ..runner import RunConfig

@@ -46,6 +46,7 @@ def test_frames_open_in_rosettasciio_with_the_right_scale(tmp_path):
     (["run", "--driver", "bogus://x"], "driver = 'bogus://x'"),
     (["run", "--policy-option", "field_choice=largest"], "must be one of yield, size_blind"),
     (["run", "--policy", "spiral", "--policy-option", "frame_scale=1"], "spiral takes no options"),
+    (["run", "--resume", "x.tif", "--policy-option", "frame_scale=1"], "keeps the options it started with"),
     (["bench", "agent", "--policies", "raster", "--policy-option", "field_choice=size_blind"], "taken by none"),
 ])
 def test_bad_arguments_give_one_line_errors(argv, message, tmp_path, capsys):
