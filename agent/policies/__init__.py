@@ -30,10 +30,7 @@ def parse_policy_options(policy: str, items: list[str] | None) -> dict[str, Any]
         if name not in allowed:
             raise ValueError(f"policy option {name!r}: policy {policy} takes "
                              f"{', '.join(allowed) if allowed else 'no options'}")
-        out[name] = _number(text)
-        choices = cls.option_choices.get(name)
-        if choices and out[name] not in choices:
-            raise ValueError(f"policy option {name} = {text!r}: must be one of {', '.join(choices)}")
+        out[name] = cls.check_option(name, _number(text))
     return out
 
 

@@ -16,8 +16,26 @@ class Policy(ABC):
     name: str = "policy"
     #: options `--policy-option NAME=VALUE` may set (`RunConfig.policy_options`)
     option_names: tuple[str, ...] = ()
-    #: the allowed values of word-valued options
+    #: the allowed values of word-valued options, and [low, high] of numeric ones
     option_choices: dict[str, tuple[str, ...]] = {}
+    option_ranges: dict[str, tuple[float, float]] = {}
+
+    @classmethod
+    def check_option(cls, name: str, value: Any) -> Any:
+        """`value` if it is allowed for option `name`; ValueError naming what is allowed otherwise."""
+        choices = cls.option_choices.get(name)
+        if choices is not None:
+            if value not in choices:
+                raise ValueError(f"policy option {name} = {value!r}: must be one of {', '.join(choices)}")
+            return value
+        low, high = cls.option_ranges[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"policy option {name} = {value!r}: must be a number in [{low:g}, {high:g}]")
+        return value
+
+    def option(self, name: str, default: Any) -> Any:
+        """Policy option `name` (`default` when not given), checked by `check_option`."""
+        return self.check_option(name, self.options.get(name, default))
 
     def __init__(self, session: Session, **options: Any):
         self.session = session

@@ -27,6 +27,7 @@ class BayesPolicy(Policy):
     name = "bayes"
     option_names = ("frame_scale", "focus_particles", "field_choice")
     option_choices = {"field_choice": ("yield", "size_blind")}
+    option_ranges = {"frame_scale": (0.1, 16.0), "focus_particles": (0.0, 1000.0)}
     target_px_per_diameter = 14.0
     frame_scale: float = 2.0  # measurement frame side relative to the configured shape
     fine_initial_focus = False  # the focus map is empty, so the first field is refocused anyway
@@ -80,7 +81,7 @@ class BayesPolicy(Policy):
         costs ~0.8 s more, about what a failed pair and its preview cost."""
         s = self.session
         base = self.state.setdefault("focus_base_px", tuple(s.settings.focus_shape_px))
-        want = self.option("focus_particles", self.focus_particles, 0.0, 1000.0)
+        want = float(self.option("focus_particles", self.focus_particles))
         density = self.particle_density_m2()
         rows, cols = base
         expected = density * rows * cols * s.settings.pixel_size_m ** 2
@@ -100,17 +101,7 @@ class BayesPolicy(Policy):
         particles rather than small ones, so "yield" favours fields rich in large particles: on
         the bimodal scenario the measured fields' particles were up to 7 % larger than the
         specimen's (docs/benchmarks.md, nineteenth session)."""
-        v = self.options.get("field_choice", "yield")
-        if v not in self.option_choices["field_choice"]:
-            raise ValueError(f"policy option field_choice = {v!r}: must be 'yield' or 'size_blind'")
-        return v
-
-    def option(self, name: str, default: float, low: float, high: float) -> float:
-        """Numeric policy option `name` (default `default`), checked to lie in [low, high]."""
-        v = self.options.get(name, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
-            raise ValueError(f"policy option {name} = {v!r}: must be a number in [{low:g}, {high:g}]")
-        return float(v)
+        return self.option("field_choice", "yield")
 
     # ---- planning ------------------------------------------------------------------------------
     def choose_frame(self) -> None:
@@ -122,7 +113,7 @@ class BayesPolicy(Policy):
         s = self.session
         if self.state.get("frame_set"):
             return
-        k = self.option("frame_scale", self.frame_scale, 0.1, 16.0)
+        k = float(self.option("frame_scale", self.frame_scale))
         rmax, cmax = s.scope.limits().shape_px_max
         for name in ("shape_px", "focus_shape_px"):
             rows, cols = getattr(s.settings, name)

@@ -11,11 +11,12 @@ from .base import Policy, serpentine
 class RasterPolicy(Policy):
     name = "raster"
     option_names = ("fixed_count",)
+    option_ranges = {"fixed_count": (1, 10_000_000)}
 
     def run(self) -> None:
         s = self.session
         self.initial_focus()
-        count = int(self.options.get("fixed_count", 1000))
+        count = int(self.option("fixed_count", 1000))
         x0, y0 = self.start_xy()
         w, h = s.settings.fov_m, s.settings.field_height_m
         tiles = serpentine(41, 41)

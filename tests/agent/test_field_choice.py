@@ -61,9 +61,12 @@ def test_policy_options_are_parsed_and_checked():
         "frame_scale": 1, "field_choice": "size_blind"}
     assert parse_policy_options("raster", ["fixed_count=500"]) == {"fixed_count": 500}
     for bad, msg in ((["frame_scale"], "NAME=VALUE"), (["=1"], "NAME=VALUE"), (["nope=1"], "takes frame_scale"),
-                     (["frame_scale=inf"], "finite")):
+                     (["frame_scale=inf"], "finite"), (["frame_scale=100"], r"number in \[0.1, 16\]"),
+                     (["focus_particles=many"], "must be a number")):
         with pytest.raises(ValueError, match=msg):
             parse_policy_options("bayes", bad)
+    with pytest.raises(ValueError, match="fixed_count = 0"):
+        parse_policy_options("raster", ["fixed_count=0"])
     with pytest.raises(ValueError, match="takes no options"):
         parse_policy_options("spiral", ["frame_scale=1"])
 
