@@ -158,13 +158,21 @@ def _gain_fit(touch: np.ndarray, cal: dict) -> dict:
 
 def fit_system_factor(episodes: list[dict], current: float = 1.0) -> dict:
     """End-to-end size factor from agent episodes on train seeds: `current` / geometric mean of
-    (1 + rel_error). Refuses episodes on a scenario's test seeds (those score the benchmark)."""
+    (1 + rel_error). Refuses episodes on a scenario's test seeds (those score the benchmark) and
+    episodes run with different policy settings (e.g. field_choice), which sample differently;
+    records the settings as `system_policy_settings`."""
     from twin.config import load_scenario
 
-    ratios, used = [], []
+    ratios, used, settings = [], [], []
     for e in episodes:
         if e.get("rel_error") is None or e.get("error"):
             continue
+        opts = e.get("options") or {}
+        mine = opts.get("policy_settings", dict(opts.get("policy_options") or {}))
+        if settings and mine != settings[0]:
+            raise ValueError(f"episode {e['scenario']} seed {e['seed']}: policy settings {mine} differ from "
+                             f"{settings[0]}; fit from episodes of one setting")
+        settings.append(mine)
         sc = load_scenario(e.get("scenario_file") or e["scenario"])
         if int(e["seed"]) not in set(sc.train_seeds):
             raise ValueError(f"episode {e['scenario']} seed {e['seed']}: not a train seed of the scenario "
@@ -175,4 +183,5 @@ def fit_system_factor(episodes: list[dict], current: float = 1.0) -> dict:
         raise ValueError(f"{len(ratios)} usable episodes: need at least 3 with a rel_error")
     gm = float(np.exp(np.mean(np.log(ratios))))
     spread = float(np.std(np.log(ratios), ddof=1))
-    return {"system_factor": current / gm, "system_episodes": used, "system_rel_error_sd": spread}
+    return {"system_factor": current / gm, "system_episodes": used, "system_rel_error_sd": spread,
+            "system_policy_settings": settings[0]}

@@ -19,6 +19,8 @@ class Policy(ABC):
     #: the allowed values of word-valued options, and [low, high] of numeric ones
     option_choices: dict[str, tuple[str, ...]] = {}
     option_ranges: dict[str, tuple[float, float]] = {}
+    #: the value of each option when it is not given
+    option_defaults: dict[str, Any] = {}
 
     @classmethod
     def check_option(cls, name: str, value: Any) -> Any:
@@ -33,9 +35,14 @@ class Policy(ABC):
             raise ValueError(f"policy option {name} = {value!r}: must be a number in [{low:g}, {high:g}]")
         return value
 
-    def option(self, name: str, default: Any) -> Any:
-        """Policy option `name` (`default` when not given), checked by `check_option`."""
-        return self.check_option(name, self.options.get(name, default))
+    @classmethod
+    def settings(cls, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every option's value in effect: `option_defaults` overridden by `given`."""
+        return {**cls.option_defaults, **dict(given or {})}
+
+    def option(self, name: str) -> Any:
+        """Policy option `name` (its `option_defaults` value when not given), checked by `check_option`."""
+        return self.check_option(name, self.settings(self.options)[name])
 
     def __init__(self, session: Session, **options: Any):
         self.session = session

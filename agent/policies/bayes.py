@@ -4,9 +4,11 @@ After a survey frame, each candidate field's expected yield of new particles k i
 estimated from survey sites not yet covered (scaled by the observed detection ratio). The
 expected information of measuring it is the shrinkage of the posterior of the mean,
 ½·ln((n + k)/n) nats for n particles catalogued (the posterior variance ∝ 1/n), and its cost
-is stage travel + frame time + a refocus when the focus map is uncertain there. The field
-with the best information per second is measured next; when no candidate is worth more
-than surveying a new area, the policy surveys along a spiral. The pixel size adapts after
+is stage travel + frame time + a refocus when the focus map is uncertain there. When no
+candidate is worth more than surveying a new area, the policy surveys along a spiral;
+otherwise it measures the cheapest candidate wholly inside survey frames (`field_choice`
+option "size_blind", the default: the survey sees large particles best, so ranking by its
+yield would favour them) or the one with the best information per second ("yield"). The pixel size adapts after
 the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Measurement frames
 and focus rasters have twice the configured side (`frame_scale` option; 1536×2048 and 512²
 by default): a stage move costs ~0.5 s of settling whatever the frame size, so four times
@@ -28,10 +30,11 @@ class BayesPolicy(Policy):
     option_names = ("frame_scale", "focus_particles", "field_choice")
     option_choices = {"field_choice": ("yield", "size_blind")}
     option_ranges = {"frame_scale": (0.1, 16.0), "focus_particles": (0.0, 1000.0)}
+    # frame_scale: measurement frame side relative to the configured shape; focus_particles:
+    # particles a focus raster should hold on average (size_focus_raster); field_choice: below
+    option_defaults = {"frame_scale": 2.0, "focus_particles": 6.0, "field_choice": "size_blind"}
     target_px_per_diameter = 14.0
-    frame_scale: float = 2.0  # measurement frame side relative to the configured shape
     fine_initial_focus = False  # the focus map is empty, so the first field is refocused anyway
-    focus_particles = 6.0  # particles a focus raster should hold on average (size_focus_raster)
     max_focus_grow = 2.0  # at most 2x the side (4x the scan time) of the configured focus raster
     # catalogued particles per survey site, by area: 4-11 on the shipped default, sparse and dense
     # scenarios (50 nm survey pixels miss small particles and merge clusters; fifth session)
@@ -81,7 +84,7 @@ class BayesPolicy(Policy):
         costs ~0.8 s more, about what a failed pair and its preview cost."""
         s = self.session
         base = self.state.setdefault("focus_base_px", tuple(s.settings.focus_shape_px))
-        want = float(self.option("focus_particles", self.focus_particles))
+        want = float(self.option("focus_particles"))
         density = self.particle_density_m2()
         rows, cols = base
         expected = density * rows * cols * s.settings.pixel_size_m ** 2
@@ -94,14 +97,16 @@ class BayesPolicy(Policy):
         s.autofocus.shape_px = (rows, cols)
 
     def field_choice(self) -> str:
-        """Policy option `field_choice`: "yield" (default) ranks candidate fields by the particles
-        the survey sees in them; "size_blind" measures the cheapest (travel, refocus) candidate
-        that holds a survey site, lies wholly inside survey frames and is not next to a measured
-        field, while the decision to survey more still weighs the best yield. The survey (50 nm pixels) sees large
-        particles rather than small ones, so "yield" favours fields rich in large particles: on
-        the bimodal scenario the measured fields' particles were up to 7 % larger than the
-        specimen's (docs/benchmarks.md, nineteenth session)."""
-        return self.option("field_choice", "yield")
+        """Policy option `field_choice`: "size_blind" (default) measures the cheapest (travel,
+        refocus) candidate that holds a survey site, lies wholly inside survey frames and is not
+        next to a measured field, while the decision to survey more still weighs the best yield;
+        "yield" ranks candidates by the particles the survey sees in them. The survey (50 nm
+        pixels) sees large particles rather than small ones, so "yield" favours fields rich in
+        large particles: on the bimodal scenario the measured fields' particles were up to 7 %
+        larger than the specimen's, and over 35 test episodes "yield" sized 0.5 % larger on
+        average (docs/benchmarks.md, nineteenth and twentieth sessions). "yield" needs ~25 %
+        less instrument time and suits specimens whose particles the survey sees at every size."""
+        return self.option("field_choice")
 
     # ---- planning ------------------------------------------------------------------------------
     def choose_frame(self) -> None:
@@ -113,7 +118,7 @@ class BayesPolicy(Policy):
         s = self.session
         if self.state.get("frame_set"):
             return
-        k = float(self.option("frame_scale", self.frame_scale))
+        k = float(self.option("frame_scale"))
         rmax, cmax = s.scope.limits().shape_px_max
         for name in ("shape_px", "focus_shape_px"):
             rows, cols = getattr(s.settings, name)

@@ -21,6 +21,8 @@ class Truth(Protocol):
 
 class OraclePolicy(BayesPolicy):
     name = "oracle"
+    # its sites are every true particle, so ranking fields by yield does not favour any size
+    option_defaults = {**BayesPolicy.option_defaults, "field_choice": "yield"}
 
     def __init__(self, session: Any, truth: Truth | None = None, **options: Any):
         if truth is None:

@@ -12,11 +12,12 @@ class RasterPolicy(Policy):
     name = "raster"
     option_names = ("fixed_count",)
     option_ranges = {"fixed_count": (1, 10_000_000)}
+    option_defaults = {"fixed_count": 1000}
 
     def run(self) -> None:
         s = self.session
         self.initial_focus()
-        count = int(self.option("fixed_count", 1000))
+        count = int(self.option("fixed_count"))
         x0, y0 = self.start_xy()
         w, h = s.settings.fov_m, s.settings.field_height_m
         tiles = serpentine(41, 41)

@@ -1,6 +1,7 @@
-"""bayes picks fields by survey yield, or with field_choice=size_blind by cost alone among
-non-empty, wholly surveyed ones (the survey sees large particles rather than small ones:
-yield favours them)."""
+"""bayes picks fields by cost alone among non-empty, wholly surveyed ones (field_choice=size_blind,
+the default: the survey sees large particles rather than small ones, so ranking by its yield
+favours them), or with field_choice=yield by survey yield; the oracle, which sees every
+particle, ranks by yield."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -32,13 +33,28 @@ def _policy(**options) -> BayesPolicy:
 
 
 def test_yield_goes_to_the_crowded_field_and_size_blind_to_the_near_one():
-    pol, pitch = _policy()
-    (x, _), _ = pol.best_field()
+    pol, pitch = _policy(field_choice="yield")
+    (x, _), rate_yield = pol.best_field()
     assert x == pytest.approx(8 * pitch)
-    pol, pitch = _policy(field_choice="size_blind")
+    pol, pitch = _policy()  # the default is size_blind
     (x, _), rate = pol.best_field()
     assert x == pytest.approx(pitch)
-    assert rate == pytest.approx(_policy()[0].best_field()[1])  # surveying more is weighed as before
+    assert rate == pytest.approx(rate_yield)  # surveying more is weighed as before
+
+
+def test_defaults_and_settings():
+    from agent.policies.oracle import OraclePolicy
+    from agent.policies.raster import RasterPolicy
+
+    assert BayesPolicy.settings()["field_choice"] == "size_blind"
+    assert BayesPolicy.settings({"field_choice": "yield"}) == {"frame_scale": 2.0, "focus_particles": 6.0,
+                                                               "field_choice": "yield"}
+    assert OraclePolicy.settings()["field_choice"] == "yield"
+    assert RasterPolicy.settings() == {"fixed_count": 1000}
+    for cls in (BayesPolicy, OraclePolicy, RasterPolicy):  # every option has a default, and it is allowed
+        assert set(cls.option_defaults) == set(cls.option_names)
+        for name, value in cls.option_defaults.items():
+            assert cls.check_option(name, value) == value
 
 
 def test_size_blind_skips_cells_on_a_survey_frame_edge():
@@ -75,6 +91,11 @@ def test_sweep_gives_each_policy_only_its_options():
     specs = expand(["default"], ["bayes", "raster"], 1, policy_options={"field_choice": "size_blind"})
     got = {s.policy: dict(s.policy_options) for s in specs}
     assert got == {"bayes": {"field_choice": "size_blind"}, "raster": {}}
+    from agent.bench.sweep import _label
+
+    specs = expand(["default"], ["bayes"], 1, policy_options={"field_choice": "yield"})
+    rec = _label({"scenario": "default", "policy": "bayes", "seed": 0}, specs[0])
+    assert rec["options"]["policy_settings"] == {"frame_scale": 2.0, "focus_particles": 6.0, "field_choice": "yield"}
     with pytest.raises(ValueError, match="taken by none"):
         expand(["default"], ["spiral"], 1, policy_options={"field_choice": "size_blind"})
 
