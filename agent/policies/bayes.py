@@ -8,8 +8,8 @@ is stage travel + frame time + a refocus when the focus map is uncertain there. 
 candidate is worth more than surveying a new area, the policy surveys along a spiral;
 otherwise it measures the cheapest candidate wholly inside survey frames (`field_choice`
 option "size_blind", the default: the survey sees large particles best, so ranking by its
-yield would favour them) or the one with the best information per second ("yield"). The pixel size adapts after
-the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Measurement frames
+yield would favour them) or the one with the best information per second ("yield"). The
+pixel size adapts after the first 30 particles so the median particle spans ~14 px (3–15 nm/px). Measurement frames
 and focus rasters have twice the configured side (`frame_scale` option; 1536×2048 and 512²
 by default): a stage move costs ~0.5 s of settling whatever the frame size, so four times
 the area per move saves about three moves in four. Stops with the Bayesian rule.
@@ -103,9 +103,10 @@ class BayesPolicy(Policy):
         "yield" ranks candidates by the particles the survey sees in them. The survey (50 nm
         pixels) sees large particles rather than small ones, so "yield" favours fields rich in
         large particles: on the bimodal scenario the measured fields' particles were up to 7 %
-        larger than the specimen's, and over 35 test episodes "yield" sized 0.5 % larger on
-        average (docs/benchmarks.md, nineteenth and twentieth sessions). "yield" needs ~25 %
-        less instrument time and suits specimens whose particles the survey sees at every size."""
+        larger than the specimen's, and with the same size factor "yield" sized 0.8 % larger on
+        average over 35 test episodes (docs/benchmarks.md, nineteenth and twentieth sessions).
+        "yield" needs ~22 % less instrument time and suits specimens whose particles the survey
+        sees at every size."""
         return self.option("field_choice")
 
     # ---- planning ------------------------------------------------------------------------------
