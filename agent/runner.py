@@ -145,6 +145,7 @@ class Experiment:
         st = self.raw_scope.status()
         return {
             "policy": self.cfg.policy,
+            "policy_settings": type(self.policy).settings(self.cfg.policy_options),  # defaults included
             "driver": self.cfg.driver,
             "scenario": self.cfg.scenario,
             "seed": self.cfg.seed,

@@ -167,8 +167,8 @@ def fit_system_factor(episodes: list[dict], current: float = 1.0) -> dict:
     for e in episodes:
         if e.get("rel_error") is None or e.get("error"):
             continue
-        opts = e.get("options") or {}
-        mine = opts.get("policy_settings", dict(opts.get("policy_options") or {}))
+        # every option in effect (runs since the twentieth session), else the options given
+        mine = e.get("policy_settings", dict((e.get("options") or {}).get("policy_options") or {}))
         if settings and mine != settings[0]:
             raise ValueError(f"episode {e['scenario']} seed {e['seed']}: policy settings {mine} differ from "
                              f"{settings[0]}; fit from episodes of one setting")

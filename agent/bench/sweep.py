@@ -136,10 +136,6 @@ def _label(result: dict[str, Any], spec: EpisodeSpec) -> dict[str, Any]:
     result["scenario_file"] = spec.scenario
     result["scenario"] = spec.label or spec.scenario
     result["options"] = {k: v for k, v in spec.kwargs().items() if k not in ("scenario", "policy", "seed")}
-    from ..policies import POLICIES
-
-    if spec.policy in POLICIES:  # every option in effect, defaults included (they change between versions)
-        result["options"]["policy_settings"] = POLICIES[spec.policy].settings(dict(spec.policy_options))
     return result
 
 

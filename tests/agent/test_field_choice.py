@@ -91,11 +91,6 @@ def test_sweep_gives_each_policy_only_its_options():
     specs = expand(["default"], ["bayes", "raster"], 1, policy_options={"field_choice": "size_blind"})
     got = {s.policy: dict(s.policy_options) for s in specs}
     assert got == {"bayes": {"field_choice": "size_blind"}, "raster": {}}
-    from agent.bench.sweep import _label
-
-    specs = expand(["default"], ["bayes"], 1, policy_options={"field_choice": "yield"})
-    rec = _label({"scenario": "default", "policy": "bayes", "seed": 0}, specs[0])
-    assert rec["options"]["policy_settings"] == {"frame_scale": 2.0, "focus_particles": 6.0, "field_choice": "yield"}
     with pytest.raises(ValueError, match="taken by none"):
         expand(["default"], ["spiral"], 1, policy_options={"field_choice": "size_blind"})
 

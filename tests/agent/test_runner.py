@@ -42,6 +42,7 @@ def test_run_directory_contents(tmp_path, segmenter):
     assert summary_file["particle_count"] == summary["particle_count"]
     for key in ("mean_diameter_m", "credible_interval_m", "instrument_s", "electrons", "frames_by_type"):
         assert key in summary_file
+    assert summary_file["policy_settings"] == {"frame_scale": 2.0, "focus_particles": 6.0, "field_choice": "size_blind"}
     rows = list(csv.DictReader(open(d.particles)))
     assert len(rows) == summary["particle_count"]
     assert {"x_m", "y_m", "diameter_m"} <= set(rows[0])

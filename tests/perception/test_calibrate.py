@@ -68,11 +68,13 @@ def test_system_factor_is_the_inverse_geometric_mean_on_train_seeds_only():
         fit_system_factor(eps + [{"scenario": "default", "seed": 100, "rel_error": 0.0}])
     with pytest.raises(ValueError, match="at least 3"):
         fit_system_factor(eps[:2])
-    blind = {"options": {"policy_settings": {"field_choice": "size_blind"}}}
+    blind = {"policy_settings": {"field_choice": "size_blind"}}
     fit = fit_system_factor([{**e, **blind} for e in eps])
     assert fit["system_policy_settings"] == {"field_choice": "size_blind"}
     with pytest.raises(ValueError, match="policy settings .* differ"):  # they sample fields differently
         fit_system_factor([{**e, **blind} for e in eps] + [{"scenario": "default", "seed": 3, "rel_error": 0.0}])
+    given = {"options": {"policy_options": [["field_choice", "size_blind"]]}}  # records before settings
+    assert fit_system_factor([{**e, **given} for e in eps])["system_policy_settings"] == {"field_choice": "size_blind"}
 
 
 def test_occluded_gain_recovers_the_share_of_the_hidden_area():
